@@ -1,0 +1,110 @@
+"""`python -m lion_kit <command>`: splits, grid, train, bench, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _dataset_args(p):
+    p.add_argument("--dataset", default="synthfer", help="synthfer, rafdb or folder")
+    p.add_argument("--data-root", default=None, help="dataset folder (rafdb, folder)")
+    p.add_argument("--synth-size", default=None, help="SynthFER size: full, small, tiny")
+    p.add_argument("--image-size", type=int, default=None, help="SynthFER render size / training input size")
+
+
+def _synth_opts(a):
+    if a.dataset != "synthfer":
+        return {}
+    o = {}
+    if a.synth_size:
+        o["size"] = a.synth_size
+    if a.image_size:
+        o["image_size"] = a.image_size
+    return o
+
+
+def cmd_splits(a):
+    from .data import draw_split, load_dataset, write_split_file
+    ds = load_dataset(a.dataset, "train", root=a.data_root, **_synth_opts(a))
+    counts = [int(x) for x in a.counts.split(",")] if a.counts else None
+    idx = draw_split(ds, n_labeled=a.n_labeled, counts=counts, seed=a.seed)
+    write_split_file(a.out, ds, idx, a.seed)
+    print(f"wrote {a.out}: {len(idx)} labeled samples of {ds.signature}")
+
+
+def cmd_grid(a):
+    import matplotlib
+    matplotlib.use("Agg")
+    from .data import load_dataset
+    from .viz import class_table, sample_grid
+    ds = load_dataset(a.dataset, a.split, root=a.data_root, **_synth_opts(a))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sample_grid(ds, per_class=a.per_class).savefig(out / "sample_grid.png", dpi=110, bbox_inches="tight")
+    table = class_table(ds)
+    table.to_csv(out / "class_table.csv", index=False)
+    print(table.to_string(index=False))
+    print(f"wrote {out / 'sample_grid.png'} and {out / 'class_table.csv'}")
+
+
+def cmd_bench(a):
+    from . import bench
+    result = bench.run(a.what, a)
+    print(json.dumps(result, indent=1))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=1))
+
+
+def cmd_train(a, rest):
+    from .train import main as train_main
+    train_main(rest)
+
+
+def cmd_demo(a):
+    from .demo import demo
+    demo(a.out, quick=a.quick)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # train owns its (large) argument list
+        from .train import main as train_main
+        return train_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m lion_kit", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("train", help="train a model (see `python -m lion_kit train --help`)")
+    p = sub.add_parser("splits", help="draw a labeled split per class and write a split file")
+    _dataset_args(p)
+    p.add_argument("--n-labeled", type=int, default=None, help="budget from splits/paper_counts.csv")
+    p.add_argument("--counts", default=None, help="explicit per-class counts, e.g. 15,10,15,15,15,15,15")
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_splits)
+    p = sub.add_parser("grid", help="write a per-class sample grid and class table")
+    _dataset_args(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--out", default="runs/grid")
+    p.set_defaults(fn=cmd_grid)
+    p = sub.add_parser("bench", help="benchmarks: render, speed, accuracy")
+    p.add_argument("what", choices=["render", "speed", "accuracy"])
+    p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--size", default="full", help="render: SynthFER size")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--iters", type=int, default=10, help="speed: timed iterations per measurement")
+    p.add_argument("--methods", default="supervised,fixmatch,lion")
+    p.add_argument("--out", default="runs/bench_accuracy", help="accuracy: where runs go")
+    p.add_argument("--quick", action="store_true", help="accuracy: a tiny grid (smoke test)")
+    p.add_argument("--workers", type=int, default=1, help="accuracy: parallel runs")
+    p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("demo", help="the main job: data, a LION run and the notebooks into --out")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run)")
+    p.set_defaults(fn=cmd_demo)
+    a = ap.parse_args(argv)
+    if a.cmd == "splits" and (a.n_labeled is None) == (a.counts is None):
+        ap.error("splits: give exactly one of --n-labeled or --counts")
+    return a.fn(a)

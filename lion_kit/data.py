@@ -1,0 +1,314 @@
+"""Datasets, views and labeled splits.
+
+Every dataset loads into one canonical form, a torch ``Dataset`` whose items are
+``(image, label, index)`` in RAF-DB's class order, with torchvision-style ``classes`` and
+``targets`` plus ``ids`` (the stable identifiers split files use). Only SynthFER also knows
+``true_targets`` and ``soft_labels``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2 as T
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from . import synth
+from .labels import NUM_CLASSES, class_index, class_names
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
+
+
+def read_image(path: Path) -> Image.Image:
+    """Open an image as RGB (grayscale and palette images converted); errors name the path."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise OSError(f"cannot read image {path}: {e}") from e
+
+
+class FaceDataset(Dataset):
+    """Faces with labels in canonical order; items are ``(transform(image), label, index)``.
+
+    Images are either an in-memory ``N x H x W x 3`` uint8 array (SynthFER) or file paths.
+    """
+
+    def __init__(self, name: str, ids: list, targets, classes, images=None, paths=None,
+                 transform=None, true_targets=None, soft_labels=None, signature: str = "",
+                 skipped: list | None = None):
+        self.name, self.ids, self.classes = name, list(ids), list(classes)
+        self.targets = [int(t) for t in targets]
+        self._images, self.paths, self.transform = images, paths, transform
+        self.true_targets = None if true_targets is None else [int(t) for t in true_targets]
+        self.soft_labels = None if soft_labels is None else np.asarray(soft_labels, np.float32)
+        self.signature = signature or name
+        self.skipped = skipped or []
+
+    def __len__(self):
+        return len(self.targets)
+
+    @property
+    def images(self):
+        if callable(self._images):  # lazily rendered / loaded
+            self._images = self._images()
+        return self._images
+
+    def raw(self, i: int):
+        """Untransformed image i: a uint8 CHW tensor for arrays, a PIL image for files."""
+        if self.paths is not None:
+            return read_image(self.paths[i])
+        return torch.from_numpy(self.images[i]).permute(2, 0, 1)
+
+    def __getitem__(self, i):
+        img = self.raw(i)
+        return (self.transform(img) if self.transform else img), self.targets[i], i
+
+
+class IndexedSubset(Dataset):
+    """A view of some samples of a dataset with its own transform; items carry the position
+    within the subset, which is what per-sample training state is indexed by."""
+
+    def __init__(self, base: FaceDataset, indices, transform=None):
+        self.base, self.indices, self.transform = base, np.asarray(indices, dtype=np.int64), transform
+        self.targets = [base.targets[i] for i in self.indices]
+        self.ids = [base.ids[i] for i in self.indices]
+        self.classes = base.classes
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, j):
+        img = self.base.raw(int(self.indices[j]))
+        return (self.transform(img) if self.transform else img), self.targets[j], j
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def _synthfer(split, root=None, **options):
+    fields = {f.name for f in dataclasses.fields(synth.SynthConfig)}
+    bad = set(options) - fields
+    if bad:
+        raise TypeError(f"unknown synthfer option(s) {sorted(bad)}; expected some of {sorted(fields)}")
+    if root is not None:
+        raise ValueError("synthfer is rendered, not read: leave root unset (the cache lives in $LION_KIT_CACHE)")
+    cfg = synth.SynthConfig(**options)
+    labels = synth.sample_labels(cfg, split)
+    label_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k in ("size", "seed", "ambiguity", "min_intensity", "label_noise")}
+    sig = "synthfer:" + ",".join(f"{k}={v}" for k, v in sorted(label_cfg.items()))
+    return FaceDataset("synthfer", range(len(labels["true"])), labels["observed"], class_names(),
+                       images=lambda: synth.load_split(cfg, split)["images"],
+                       true_targets=labels["true"], soft_labels=labels["soft"], signature=sig)
+
+
+def _check_dir(path: Path, what: str):
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} not found: {path} is missing or not a folder")
+
+
+def _scan(paths, skip_corrupt):
+    """With skip_corrupt, open every image now and drop (and report) the unreadable ones."""
+    if not skip_corrupt:
+        return list(range(len(paths))), []
+    keep, skipped = [], []
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                im.load()
+            keep.append(i)
+        except Exception as e:  # noqa: BLE001 - reported below, never silent
+            skipped.append(f"{p}: {e}")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]))
+    return keep, skipped
+
+
+def _rafdb(split, root=None, images="aligned", skip_corrupt=False):
+    if root is None:
+        raise ValueError("rafdb needs root: the folder holding EmoLabel/ and Image/")
+    root = Path(root)
+    _check_dir(root, "RAF-DB root")
+    if images not in ("aligned", "original"):
+        raise ValueError(f"rafdb images={images!r}; expected 'aligned' or 'original'")
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    if not label_file.is_file():
+        raise FileNotFoundError(f"RAF-DB label file not found: {label_file}")
+    img_dir = root / "Image" / images
+    _check_dir(img_dir, "RAF-DB image folder")
+    if split not in ("train", "test"):
+        raise ValueError(f"rafdb split {split!r}; expected 'train' or 'test'")
+    ids, targets, paths = [], [], []
+    for ln, line in enumerate(label_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise ValueError(f"{label_file}, line {ln}: expected '<name>.jpg <label 1-7>', got {line!r}")
+        name, lab = parts[0], int(parts[1])
+        if not 1 <= lab <= NUM_CLASSES:
+            raise ValueError(f"{label_file}, line {ln}: label {lab} out of range; expected 1..{NUM_CLASSES}")
+        if not name.startswith(split + "_"):
+            continue
+        stem, ext = name.rsplit(".", 1)
+        p = img_dir / (f"{stem}_aligned.{ext}" if images == "aligned" else name)
+        if not p.is_file():
+            raise FileNotFoundError(f"{label_file}, line {ln}: image {p} does not exist")
+        ids.append(name); targets.append(lab - 1); paths.append(p)
+    if not ids:
+        raise ValueError(f"{label_file}: no '{split}_*' entries")
+    keep, skipped = _scan(paths, skip_corrupt)
+    return FaceDataset("rafdb", [ids[i] for i in keep], [targets[i] for i in keep], class_names(),
+                       paths=[paths[i] for i in keep], signature="rafdb", skipped=skipped)
+
+
+def _folder(split, root=None, include_contempt=False, skip_corrupt=False):
+    if root is None:
+        raise ValueError("folder needs root: <root>/<split>/<class name>/*.png")
+    root = Path(root)
+    _check_dir(root, "dataset root")
+    sdir = root / split
+    _check_dir(sdir, f"split folder '{split}'")
+    classes = class_names(include_contempt)
+    ids, targets, paths = [], [], []
+    class_dirs = sorted(p for p in sdir.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise FileNotFoundError(f"{sdir} holds no class folders; expected <class name>/ sub-folders")
+    for cdir in class_dirs:
+        try:
+            c = class_index(cdir.name, include_contempt)
+        except ValueError as e:
+            raise ValueError(f"{cdir}: {e}") from None
+        for p in sorted(cdir.iterdir()):
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                ids.append(f"{cdir.name}/{p.name}"); targets.append(c); paths.append(p)
+    if not ids:
+        raise FileNotFoundError(f"{sdir}: no images with extensions {IMAGE_EXTENSIONS}")
+    keep, skipped = _scan(paths, skip_corrupt)
+    return FaceDataset("folder", [ids[i] for i in keep], [targets[i] for i in keep], classes,
+                       paths=[paths[i] for i in keep], signature=f"folder:{root.name}", skipped=skipped)
+
+
+DATASETS = {"synthfer": _synthfer, "rafdb": _rafdb, "folder": _folder}
+
+
+def load_dataset(name: str, split: str, root=None, **options) -> FaceDataset:
+    """Load dataset `name` ('synthfer', 'rafdb', 'folder') split 'train' or 'test'."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name](split, root=root, **options)
+
+
+# ----------------------------------------------------------------------------- views
+
+class RandomMagnitudeRandAugment(T.RandAugment):
+    """RandAugment whose magnitude is drawn anew for every image, as LION's strong view does."""
+
+    def forward(self, *inputs):
+        self.magnitude = int(torch.randint(1, self.num_magnitude_bins, ()).item())
+        return super().forward(*inputs)
+
+
+def _finish():
+    return [T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def eval_transform(size: int):
+    return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True), *_finish()])
+
+
+def weak_transform(size: int, padding: int):
+    """Resize, random crop with `padding` applied half the time, horizontal flip."""
+    return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True),
+                      T.RandomApply([T.RandomCrop(size, padding=padding, padding_mode="reflect")], p=0.5),
+                      T.RandomHorizontalFlip(), *_finish()])
+
+
+def strong_transform(size: int, padding: int):
+    """Weak view, then RandAugment (3 ops, random magnitude), then a Cutout square up to
+    half the side (RandomErasing with square boxes of up to a quarter of the area)."""
+    return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True),
+                      T.RandomApply([T.RandomCrop(size, padding=padding, padding_mode="reflect")], p=0.5),
+                      T.RandomHorizontalFlip(), RandomMagnitudeRandAugment(num_ops=3), *_finish(),
+                      T.RandomErasing(p=1.0, scale=(0.01, 0.25), ratio=(1.0, 1.0), value=0)])
+
+
+class TwoViews:
+    """Weak and strong view of one unlabeled image."""
+
+    def __init__(self, weak, strong):
+        self.weak, self.strong = weak, strong
+
+    def __call__(self, img):
+        return self.weak(img), self.strong(img)
+
+
+# ----------------------------------------------------------------------------- splits
+
+def paper_counts(n_labeled: int) -> list[int]:
+    """Per-class label counts of the paper's split for a total budget (splits/paper_counts.csv)."""
+    table = SPLITS_DIR / "paper_counts.csv"
+    rows = [r for r in csv.reader(l for l in table.read_text().splitlines() if not l.startswith("#"))]
+    header, body = rows[0], {int(r[0]): [int(x) for x in r[1:]] for r in rows[1:]}
+    assert header[1:] == list(class_names()), f"{table}: columns must be {class_names()}"
+    if n_labeled not in body:
+        raise ValueError(f"no paper split for {n_labeled} labels; {table} defines {sorted(body)} "
+                         "(or pass explicit per-class counts)")
+    return body[n_labeled]
+
+
+def draw_split(dataset: FaceDataset, n_labeled: int | None = None, counts=None, seed: int = 5) -> list[int]:
+    """Indices of a labeled subset drawn per class (observed labels) from `dataset`."""
+    counts = list(counts) if counts is not None else paper_counts(n_labeled)
+    targets = np.asarray(dataset.targets)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, k in enumerate(counts):
+        pool = np.flatnonzero(targets == c)
+        if k > len(pool):
+            raise ValueError(f"split asks for {k} labels of class '{dataset.classes[c]}' but "
+                             f"{dataset.signature} has only {len(pool)}")
+        chosen.extend(rng.choice(pool, k, replace=False).tolist())
+    return sorted(chosen)
+
+
+def write_split_file(path, dataset: FaceDataset, indices, seed: int):
+    path = Path(path)
+    counts = np.bincount(np.asarray(dataset.targets)[list(indices)], minlength=NUM_CLASSES)
+    lines = ["# lion_kit split", f"# dataset: {dataset.signature}",
+             "# counts: " + ",".join(map(str, counts.tolist())), f"# seed: {seed}"]
+    lines += [str(dataset.ids[i]) for i in indices]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def read_split_file(path, dataset: FaceDataset) -> list[int]:
+    """Indices (into `dataset`) of the ids listed in a split file; checks it is for this dataset."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    header, ids = {}, []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            if ":" in line:
+                k, v = line[1:].split(":", 1)
+                header[k.strip()] = v.strip()
+        elif line.strip():
+            ids.append(line.strip())
+    if header.get("dataset") != dataset.signature:
+        raise ValueError(f"{path} is a split of {header.get('dataset')!r}, not of {dataset.signature!r}")
+    pos = {str(i): k for k, i in enumerate(dataset.ids)}
+    unknown = [i for i in ids if i not in pos]
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} id(s) not in {dataset.signature}, e.g. {unknown[:3]}")
+    if not ids:
+        raise ValueError(f"{path}: lists no sample ids")
+    return [pos[i] for i in ids]
