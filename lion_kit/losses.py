@@ -1,0 +1,196 @@
+"""LION's losses, schedules and per-sample state (spec: ../shared/LION_SPEC.md section 2).
+
+Everything here is batched tensor code: no Python loop over the samples of a batch and no
+``.item()``, so the bookkeeping costs no device syncs. The per-sample state (candidate weights
+of labeled faces, complementary-label bank of unlabeled faces, class prototypes) lives in one
+object, :class:`LionState`, with ``state_dict()`` / ``load_state_dict()``, like FlexMatch's
+``selected_label`` in USB.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def confidence_threshold(e_sched: float, base: float = 0.8, step: float = 0.01) -> float:
+    """tau_e = 0.8 + 0.01 e. It reaches 1.0 at (schedule) epoch 20 and exceeds it later, so
+    from then on practically no unlabeled sample counts as confident: the paper's schedule."""
+    return base + step * e_sched
+
+
+def negative_weight(e_sched: float, w0: float = 0.24, step: float = 0.015) -> float:
+    """lambda_n(e) = max(0, 0.24 - 0.015 e): negative learning fades out by epoch 16."""
+    return max(0.0, w0 - step * e_sched)
+
+
+# ----------------------------------------------------------------------------- losses
+
+def labeled_loss(logits, labels, keep):
+    """Cross-entropy over the samples with `keep` (closed candidate sets), mean over them."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    k = keep.float()
+    return (ce * k).sum() / k.sum().clamp_min(1)
+
+
+def partial_label_loss(logits, weights, keep):
+    """-sum_c w_ic log p_ic over the samples with `keep` (open candidate sets)."""
+    pl = -(weights * F.log_softmax(logits, 1)).sum(1)
+    k = keep.float()
+    return (pl * k).sum() / k.sum().clamp_min(1)
+
+
+def pseudo_label_loss(logits_s, probs_w, tau):
+    """FixMatch's consistency loss; returns (loss, confident mask, pseudo-labels)."""
+    conf, pseudo = probs_w.max(1)
+    mask = conf >= tau
+    loss = (F.cross_entropy(logits_s, pseudo, reduction="none") * mask.float()).mean()
+    return loss, mask, pseudo
+
+
+def negative_loss(probs_w, neg, low):
+    """L_n: mean over low-confidence samples of sum_{c in C_i} -log(clamp(1 - p_ic, 1e-5, 1))."""
+    nl = -(torch.log((1 - probs_w).clamp(1e-5, 1)) * neg.float()).sum(1)
+    k = low.float()
+    return (nl * k).sum() / k.sum().clamp_min(1)
+
+
+def strong_negative_loss(logits_s, neg, low):
+    """L_sn: BCE between the sigmoid margin r_ic = max_k s_ik - s_ic and [c in C_i], mean over
+    low-confidence samples and classes."""
+    s = torch.sigmoid(logits_s)
+    r = (s.max(1, keepdim=True).values - s).clamp(0, 1)
+    bce = F.binary_cross_entropy(r, neg.float(), reduction="none").mean(1)
+    k = low.float()
+    return (bce * k).sum() / k.sum().clamp_min(1)
+
+
+# ----------------------------------------------------------------------------- state
+
+class LionState:
+    """Per-sample state of a LION run.
+
+    labels   (n_l,)      current training label of each labeled face (starts as given)
+    given    (n_l,)      the given (observed) label
+    weights  (n_l, K)    candidate weights; the candidate set is their support
+    bank     (n_u, K)    complementary ("negative") labels of each unlabeled face
+    protos   (K, D)      class prototypes; count (K,) for running means
+    """
+
+    def __init__(self, labels, n_unlabeled: int, num_classes: int = 7, dim: int = 512, device="cpu"):
+        labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        self.K = num_classes
+        self.labels, self.given = labels.clone(), labels.clone()
+        self.weights = F.one_hot(labels, num_classes).float()
+        self.bank = torch.zeros(n_unlabeled, num_classes, dtype=torch.bool, device=device)
+        self.protos = torch.zeros(num_classes, dim, device=device)
+        self.count = torch.zeros(num_classes, device=device)
+        self._events: list[tuple] = []   # (iteration, idx, old, new, mask) tensors, filtered lazily
+        self.relabels: list[tuple[int, int, int, int]] = []
+
+    # ---- persistence
+    def state_dict(self) -> dict:
+        self.flush_events()
+        return {"labels": self.labels, "given": self.given, "weights": self.weights, "bank": self.bank,
+                "protos": self.protos, "count": self.count,
+                "relabels": torch.tensor(self.relabels, dtype=torch.long).reshape(-1, 4)}
+
+    def load_state_dict(self, sd: dict):
+        for k in ("labels", "given", "weights", "bank", "protos", "count"):
+            getattr(self, k).copy_(sd[k])
+        self._events = []
+        self.relabels = [tuple(r) for r in sd["relabels"].tolist()]
+
+    def flush_events(self):
+        """Turn the batched relabel records into (iteration, index, old, new) rows (one sync)."""
+        for it, idx, old, new, m in self._events:
+            m = m.cpu()
+            for i, o, n in zip(idx.cpu()[m].tolist(), old.cpu()[m].tolist(), new.cpu()[m].tolist()):
+                self.relabels.append((int(it), i, o, n))
+        self._events = []
+        return self.relabels
+
+    # ---- prototypes
+    def reset_running_mean(self):
+        self.count.zero_()
+
+    def update_prototypes(self, f, y, use, running: bool, momentum: float = 0.99):
+        """Move prototype y_j towards feature f_j for every j with `use`.
+
+        running: mu_c = mean of this epoch's updates so far (count reset at epoch start);
+        else the sequential EMA mu <- m mu + (1-m) f applied in batch order, in closed form:
+        mu_c <- m^n_c mu_c + sum_j (1-m) m^(r_j) f_j, r_j = later same-class samples.
+        """
+        f = f.detach().float()
+        oh = F.one_hot(y, self.K).float() * use.float()[:, None]          # (B, K)
+        n = oh.sum(0)                                                       # (K,)
+        if running:
+            total = self.count + n
+            s = oh.t() @ f                                                  # (K, D)
+            new = (self.protos * self.count[:, None] + s) / total.clamp_min(1)[:, None]
+            self.protos = torch.where((n > 0)[:, None], new, self.protos)
+            self.count = total
+        else:
+            later = oh.flip(0).cumsum(0).flip(0) - oh                       # same-class samples after j
+            r = (later * oh).sum(1)
+            coef = (1 - momentum) * momentum ** r * oh.sum(1)              # zero for unused rows
+            self.protos = momentum ** n[:, None] * self.protos + (oh * coef[:, None]).t() @ f
+
+    # ---- label disambiguation
+    def disambiguate(self, idx, probs, feats, it: int, cfg) -> dict:
+        """One visit of labeled samples `idx` (spec 2.2). Returns masks for the losses."""
+        K = self.K
+        y = self.labels[idx]
+        w = self.weights[idx]
+        pred = probs.argmax(1)
+        amb = (probs.max(1).values - probs.gather(1, y[:, None]).squeeze(1)) > cfg.delta_amb
+        closed = (w > 0).sum(1) == 1
+        oh_y, oh_p = F.one_hot(y, K).bool(), F.one_hot(pred, K).bool()
+        # a closed set opens to {y, y_hat} with the model's renormalised probabilities
+        opened = probs * (oh_y | oh_p)
+        opened = opened / opened.sum(1, keepdim=True).clamp_min(1e-12)
+        # an open set takes in y_hat; w_c <- m w_c + (1-m) q_c for c in {y, y_hat}
+        cand = (w > 0) | oh_p
+        if cfg.quirk_proto_softmax_all:
+            qlog = torch.where(cand, feats.detach().float() @ self.protos.t() / cfg.proto_temp, torch.zeros_like(w))
+        else:
+            qlog = (feats.detach().float() @ self.protos.t() / cfg.proto_temp).masked_fill(~cand, float("-inf"))
+        q = qlog.softmax(1)
+        sel = oh_y | oh_p
+        moved = torch.where(sel, cfg.weight_momentum * w + (1 - cfg.weight_momentum) * q, w)
+        moved = moved / moved.sum(1, keepdim=True)
+        may_open = amb & closed
+        if cfg.quirk_open_only_in_relabel_epoch and not cfg._in_relabel_epoch:
+            may_open = torch.zeros_like(amb)  # the script: later-found ambiguous samples stay one-hot
+        new = torch.where(may_open[:, None], opened, torch.where((amb & ~closed)[:, None], moved, w))
+        top, arg = new.max(1)
+        collapse = (may_open | (amb & ~closed)) & (top > cfg.collapse_at)
+        relabel = collapse & (arg != y) & (top >= cfg.relabel_at)
+        if cfg.protect_neutral:
+            relabel &= (arg != cfg.neutral) & (y != cfg.neutral)
+        new = torch.where(collapse[:, None], F.one_hot(arg, K).float(), new)
+        new_y = torch.where(relabel, arg, y)
+        self.weights[idx] = new
+        self.labels[idx] = new_y
+        self._events.append((it, idx, y, new_y, relabel))
+        onehot = (new > 0).sum(1) == 1
+        return {"ambiguous": amb, "closed": onehot, "labels": new_y, "weights": new, "pred": pred}
+
+    # ---- complementary labels
+    def grow_bank(self, idx, probs, low, delta_neg: float, max_size: int) -> torch.Tensor:
+        """Progressive negative learning (spec 2.4): a low-confidence sample gains at most one
+        complementary class per visit, its least likely class not yet in the set, if that
+        probability is <= delta_neg and the set holds fewer than `max_size` classes."""
+        rows = self.bank[idx]
+        p = probs.detach().masked_fill(rows, float("inf"))
+        val, c = p.min(1)
+        add = low & (val <= delta_neg) & (rows.sum(1) < max_size)
+        rows = rows | (F.one_hot(c, self.K).bool() & add[:, None])
+        self.bank[idx] = rows
+        return rows
+
+    @staticmethod
+    def instant_negatives(probs, low, delta_neg: float) -> torch.Tensor:
+        """The no-progression ablation: every class with p <= delta_neg, this visit only."""
+        return (probs.detach() <= delta_neg) & low[:, None]

@@ -1,0 +1,113 @@
+"""The run directory: atomic writes while training, `load_run` for notebooks.
+
+A run directory holds config.json, metrics.jsonl, history.npz, relabels.csv, summary.json,
+predictions.npz, last.pt and best.pt. Every file is written to a temporary name and renamed,
+so a crash never leaves a half-written artifact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "last.pt")
+
+
+def _clean(x):
+    """JSON-safe: NaN/inf -> None, numpy scalars/arrays -> Python."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path, obj):
+    atomic_write_text(path, json.dumps(_clean(obj), indent=1) + "\n")
+
+
+def write_jsonl(path, rows):
+    atomic_write_text(path, "".join(json.dumps(_clean(r)) + "\n" for r in rows))
+
+
+def write_npz(path, **arrays):
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_torch(path, obj):
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def holds_run(path) -> bool:
+    path = Path(path)
+    return any((path / f).exists() for f in RUN_FILES)
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished (or running) run directory, read back."""
+
+    path: Path
+    config: dict
+    metrics: "object"       # pandas DataFrame, one row per epoch
+    summary: dict
+    history: dict           # name -> array with a leading epoch axis
+    relabels: "object"      # pandas DataFrame (iteration, index, id, old, new, true)
+    predictions: dict       # test-set pred / target / true (SynthFER) of the last epoch
+    split: dict             # labeled / unlabeled dataset indices
+
+    def dataset(self, split: str = "train"):
+        """The run's dataset (same options), e.g. to show the faces behind its samples."""
+        from .data import load_dataset
+        c = self.config
+        opts = dict(size=c["synth_size"], image_size=c["image_size"], seed=c["synth_seed"]) if c["dataset"] == "synthfer" else {}
+        return load_dataset(c["dataset"], split, root=c["data_root"], **opts)
+
+
+def load_run(path) -> Run:
+    import pandas as pd
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a run directory: config.json missing")
+    config = json.loads((path / "config.json").read_text())
+    mfile = path / "metrics.jsonl"
+    metrics = pd.read_json(mfile, lines=True) if mfile.is_file() and mfile.stat().st_size else pd.DataFrame()
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+    history, predictions, split = {}, {}, {}
+    for name, target in (("history.npz", history), ("predictions.npz", predictions), ("split.npz", split)):
+        if (path / name).is_file():
+            with np.load(path / name) as z:
+                target.update({k: z[k] for k in z.files})
+    rfile = path / "relabels.csv"
+    relabels = pd.read_csv(rfile) if rfile.is_file() else pd.DataFrame(columns=["iteration", "index", "id", "old", "new", "true"])
+    return Run(path, config, metrics, summary, history, relabels, predictions, split)

@@ -1,0 +1,528 @@
+"""Training: supervised, FixMatch and LION on any supported dataset.
+
+`python -m lion_kit train --method lion --dataset synthfer --preset cpu --n-labeled 400 --out runs/x`
+(also under `torchrun --nproc_per_node=N -m lion_kit train ...`). One iteration follows
+../shared/LION_SPEC.md section 2; the run directory is described in lion_kit/runs.py.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from . import config as C
+from . import losses as L
+from .data import (IndexedSubset, TwoViews, draw_split, eval_transform, load_dataset,
+                   read_split_file, strong_transform, weak_transform)
+from .labels import NEUTRAL, NUM_CLASSES
+from .metrics import classification_report
+from .model import LionNet, load_pretrained
+from .runs import holds_run, save_torch, write_json, write_jsonl, write_npz, atomic_write_text
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def setup_distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available; use --device cpu or auto")
+    if name.startswith("cuda") and dist.is_initialized():
+        name = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
+    return torch.device(name)
+
+
+class InfiniteBatchSampler(Sampler):
+    """Endless batches: a fresh permutation per pass (remainder dropped, so no batch repeats a
+    sample), seeded by (seed, epoch, stream); rank r of w takes every w-th batch. `skip`
+    batches are passed over, which is how a run resumes mid-epoch in the same data order."""
+
+    def __init__(self, n: int, batch: int, seed: int, epoch: int, stream: int, rank=0, world=1, skip=0):
+        if n < batch:
+            raise ValueError(f"{n} samples cannot fill a batch of {batch}; lower the batch size")
+        self.n, self.batch, self.rank, self.world, self.skip = n, batch, rank, world, skip
+        self.seed = (seed * 1_000_003 + epoch * 101 + stream) % 2**62
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        k = 0
+        while True:
+            perm = torch.randperm(self.n, generator=g)
+            for b in range(self.n // self.batch):
+                if k % self.world == self.rank and k // self.world >= self.skip:
+                    yield perm[b * self.batch:(b + 1) * self.batch].tolist()
+                k += 1
+
+    def __len__(self):
+        return 2**62
+
+
+def build_data(cfg: C.Config):
+    """(train dataset, test dataset, labeled indices, unlabeled indices)."""
+    opts = dict(size=cfg.synth_size, image_size=cfg.image_size, seed=cfg.synth_seed) if cfg.dataset == "synthfer" else {}
+    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, **opts)
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, **opts)
+    if cfg.split_file:
+        lab = read_split_file(cfg.split_file, train)
+    elif cfg.n_labeled < 0:
+        lab = list(range(len(train)))
+    else:
+        lab = draw_split(train, cfg.n_labeled, seed=cfg.split_seed)
+    taken = np.zeros(len(train), bool)
+    taken[lab] = True
+    unl = np.flatnonzero(~taken)
+    if len(unl) == 0:  # every label used: the unlabeled stream sees the whole set
+        unl = np.arange(len(train))
+    return train, test, np.asarray(lab), unl
+
+
+# ----------------------------------------------------------------------------- trainer
+
+class Trainer:
+    """Owns model, EMA, optimiser, per-sample state and the run directory."""
+
+    def __init__(self, cfg: C.Config, resume: bool = False, overwrite: bool = False):
+        self.cfg = cfg
+        self.rank, self.world = setup_distributed()
+        self.main = self.rank == 0
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.out)
+        if self.main:
+            if holds_run(self.out) and not (resume or overwrite):
+                raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it "
+                                      "or --overwrite to replace it")
+            if overwrite and not resume:
+                for f in self.out.glob("*"):
+                    if f.is_file():
+                        f.unlink()
+            self.out.mkdir(parents=True, exist_ok=True)
+        self._seed(cfg.seed + self.rank)
+        self.train_ds, self.test_ds, self.lab_idx, self.unl_idx = build_data(cfg)
+        size, pad = cfg.image_size, cfg.crop_padding
+        self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad))
+        self.unlabeled = IndexedSubset(self.train_ds, self.unl_idx, TwoViews(weak_transform(size, pad), strong_transform(size, pad)))
+        self.test_ds.transform = eval_transform(size)
+        if cfg.dataset == "synthfer":  # render/load once in the parent; workers inherit the array
+            _ = self.train_ds.images, self.test_ds.images
+
+        self.model = LionNet(NUM_CLASSES, stem=cfg.stem).to(self.device)
+        self.pretrained = load_pretrained(self.model, cfg.pretrained) if cfg.pretrained else None
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = LionNet(NUM_CLASSES, stem=cfg.stem).to(self.device)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.eval().requires_grad_(False)
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self._floats = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        ema_sd, sd = self.ema.state_dict(), self.model.state_dict()
+        self._ema_pairs = ([ema_sd[k] for k in sd if sd[k].is_floating_point()], [sd[k] for k in sd if sd[k].is_floating_point()])
+        self._ema_ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
+        self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
+        self.epoch, self.iter_in_epoch, self.metrics, self.best = 0, 0, [], None
+        self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
+        self._stop = None
+        if resume:
+            self._load(self.out / "last.pt")
+
+    # ---- helpers
+    @staticmethod
+    def _seed(s):
+        random.seed(s); np.random.seed(s % 2**32); torch.manual_seed(s)
+
+    def _autocast(self):
+        on = self.cfg.bf16 and self.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def _loader(self, ds, batch, stream, skip=0):
+        cfg = self.cfg
+        sampler = InfiniteBatchSampler(len(ds), batch, cfg.seed, self.epoch + 1, stream, self.rank, self.world, skip)
+        g = torch.Generator().manual_seed(sampler.seed + 17)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers, generator=g,
+                          pin_memory=self.device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
+
+    def _gather(self, *ts):
+        """All ranks' rows of each tensor (identity on one process), so that every rank applies
+        the same per-sample and prototype updates."""
+        if self.world == 1:
+            return ts
+        out = []
+        for t in ts:
+            parts = [torch.empty_like(t) for _ in range(self.world)]
+            dist.all_gather(parts, t.contiguous())
+            out.append(torch.cat(parts))
+        return out
+
+    def _params(self, epoch):
+        cfg = self.cfg
+        return types.SimpleNamespace(
+            delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.weight_momentum,
+            collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
+            neutral=NEUTRAL, quirk_proto_softmax_all="proto_softmax_all" in cfg.quirk_list,
+            quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in cfg.quirk_list,
+            _in_relabel_epoch=epoch == cfg.relabel_run_epoch)
+
+    # ---- one iteration
+    def step(self, xb, ub, epoch: int, it: int) -> torch.Tensor:
+        """One training iteration; returns the detached loss components
+        [L, L_x, L_u, L_n, L_sn, L_px, mask rate, ambiguous rate]."""
+        cfg, dev, st = self.cfg, self.device, self.state
+        lion = cfg.method == "lion"
+        semi = cfg.method != "supervised"
+        e_s = cfg.schedule_epoch(epoch)
+        x, _, ix = xb
+        x, ix = x.to(dev, non_blocking=True), ix.to(dev, non_blocking=True)
+        if "bgr" in cfg.quirk_list:
+            x = x.flip(1)
+        zero = torch.zeros((), device=dev)
+        with self._autocast():
+            if semi:
+                (uw, us), _, iu = ub
+                uw, us, iu = uw.to(dev, non_blocking=True), us.to(dev, non_blocking=True), iu.to(dev, non_blocking=True)
+                if "bgr" in cfg.quirk_list:
+                    uw, us = uw.flip(1), us.flip(1)
+                logits_uw, f_u = self.net(uw)
+            logits_x, f_x = self.net(x)
+            if semi:
+                logits_s, _ = self.net(us)
+        logits_x = logits_x.float()
+        p_x = logits_x.detach().softmax(1)
+        y = st.labels[ix]
+        ambiguous = torch.zeros_like(y, dtype=torch.bool)
+        L_px = zero
+        disamb = lion and cfg.disambiguation and epoch >= cfg.relabel_run_epoch
+        if disamb:
+            gix, gp, gf = self._gather(ix, p_x, f_x.detach().float())
+            r = st.disambiguate(gix, gp, gf, it, self._params(epoch))
+            lo = self.rank * len(ix)
+            keep, y = r["closed"][lo:lo + len(ix)], r["labels"][lo:lo + len(ix)]
+            ambiguous = r["ambiguous"][lo:lo + len(ix)]
+            L_px = L.partial_label_loss(logits_x, r["weights"][lo:lo + len(ix)], ~keep)
+            proto_use, gy = ~r["ambiguous"], r["labels"]
+        else:
+            keep = torch.ones_like(y, dtype=torch.bool)
+            proto_use = p_x.argmax(1) == y
+            gy = y
+        L_x = L.labeled_loss(logits_x, y, keep)
+        if lion:
+            gf, gy, gu = self._gather(f_x.detach().float(), gy, proto_use) if not disamb else (gf, gy, proto_use)
+            running = epoch == 1 or epoch == cfg.relabel_run_epoch
+            st.update_prototypes(gf, gy, gu, running=running, momentum=cfg.proto_momentum)
+        L_u = L_n = L_sn = zero
+        mask_rate = zero
+        if semi:
+            logits_uw, logits_s = logits_uw.float(), logits_s.float()
+            p_u = logits_uw.softmax(1)
+            tau = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
+            L_u, mask, pseudo = L.pseudo_label_loss(logits_s, p_u.detach(), tau)
+            mask_rate = mask.float().mean()
+            if lion:
+                g = self._gather(f_u.detach().float(), pseudo, mask, iu, p_u.detach())
+                st.update_prototypes(g[0], g[1], g[2], running=epoch == 1, momentum=cfg.proto_momentum)
+            if lion and cfg.negative:
+                low = ~mask
+                if cfg.progressive:
+                    max_size = NUM_CLASSES if "bank_all_classes" in cfg.quirk_list else NUM_CLASSES - 1
+                    giu, gp, glow = g[3], g[4], ~g[2]
+                    rows = st.grow_bank(giu, gp, glow, cfg.delta_neg, max_size)
+                    lo = self.rank * len(iu)
+                    neg = rows[lo:lo + len(iu)] & low[:, None]
+                else:
+                    neg = L.LionState.instant_negatives(p_u, low, cfg.delta_neg)
+                lam = L.negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step)
+                L_n = L.negative_loss(p_u, neg, low)
+                if cfg.strong_negative:
+                    L_sn = L.strong_negative_loss(logits_s, neg, low)
+                lam_n, lam_sn = lam, lam / cfg.sn_ratio
+            else:
+                lam_n = lam_sn = 0.0
+        else:
+            lam_n = lam_sn = 0.0
+        loss = cfg.w_x * L_x + cfg.w_u * L_u + lam_n * L_n + lam_sn * L_sn + cfg.w_px * L_px
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)
+            torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - cfg.ema)
+            for e, m in self._ema_ints:
+                e.copy_(m)
+        return torch.stack([loss, L_x, L_u, L_n, L_sn, L_px, mask_rate, ambiguous.float().mean()]).detach()
+
+    # ---- evaluation
+    @torch.no_grad()
+    def predict(self, model=None):
+        model = model or self.ema
+        was = model.training
+        model.eval()
+        dl = DataLoader(self.test_ds, batch_size=self.cfg.eval_batch_size, num_workers=self.cfg.workers)
+        preds = []
+        for x, _, _ in dl:
+            x = x.to(self.device)
+            if "bgr" in self.cfg.quirk_list:
+                x = x.flip(1)
+            with self._autocast():
+                preds.append(model(x)[0].argmax(1).cpu())
+        model.train(was)
+        return torch.cat(preds).numpy()
+
+    def epoch_stats(self, sums, n, epoch, seconds, pred) -> dict:
+        cfg, st = self.cfg, self.state
+        names = ["loss", "loss_x", "loss_u", "loss_n", "loss_sn", "loss_px", "mask_rate", "ambiguous_rate"]
+        avg = (sums / max(n, 1)).tolist()
+        row = {"epoch": epoch, "iteration": epoch * cfg.iters, **dict(zip(names, avg))}
+        e_s = cfg.schedule_epoch(epoch)
+        row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
+        row["lambda_n"] = L.negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step) if cfg.method == "lion" and cfg.negative else 0.0
+        test = classification_report(pred, self.test_ds.targets)
+        row["test_acc"], row["test_mca"] = test["acc"], test["mean_class_acc"]
+        true_test = self.test_ds.true_targets
+        if true_test is not None:
+            t = classification_report(pred, true_test)
+            row["test_acc_true"], row["test_mca_true"] = t["acc"], t["mean_class_acc"]
+        row["open_sets"] = int(((st.weights > 0).sum(1) > 1).sum())
+        rel = st.flush_events()
+        row["relabels"] = len(rel)
+        row["neg_mean_size"] = float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0
+        if self.train_ds.true_targets is not None:
+            true = torch.as_tensor(self.train_ds.true_targets)
+            tu = true[torch.as_tensor(self.unl_idx)].to(st.bank.device)
+            bank = st.bank
+            nneg = bank.sum()
+            wrong = bank.gather(1, tu[:, None]).sum()
+            row["neg_precision"] = float(1 - wrong / nneg) if nneg > 0 else float("nan")
+            row["neg_chance"] = (NUM_CLASSES - 1) / NUM_CLASSES
+            tl = true[torch.as_tensor(self.lab_idx)]
+            row["label_acc_given"] = float((st.given.cpu() == tl).float().mean())
+            row["label_acc_now"] = float((st.labels.cpu() == tl).float().mean())
+            hits = [tl[i] == new for _, i, _, new in rel]
+            row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
+        n_img = cfg.batch_size + (2 * cfg.unlabeled_batch_size if cfg.method != "supervised" else 0)
+        row["seconds"] = seconds
+        row["images_per_s"] = n * n_img * self.world / max(seconds, 1e-9)
+        return row, test
+
+    # ---- persistence
+    def _checkpoint(self) -> dict:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                "state": self.state.state_dict(), "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch,
+                "config": dataclasses.asdict(self.cfg), "metrics": self.metrics, "best": self.best,
+                "history": self.hist,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+
+    def _load(self, path):
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume: {path} does not exist")
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        saved = {k: v for k, v in ck["config"].items() if k not in ("epochs", "out", "workers", "device", "threads")}
+        now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k in saved}
+        diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
+        if diff:
+            raise ValueError(f"cannot resume {path}: configuration differs (saved, now): {diff}")
+        self.model.load_state_dict(ck["model"]); self.ema.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["opt"]); self.state.load_state_dict(ck["state"])
+        self.epoch, self.iter_in_epoch = ck["epoch"], ck["iter_in_epoch"]
+        self.metrics, self.best, self.hist = ck["metrics"], ck["best"], ck["history"]
+        r = ck["rng"]
+        torch.set_rng_state(r["torch"].cpu()); np.random.set_state(r["numpy"]); random.setstate(r["python"])
+        if r["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(r["cuda"])
+
+    def _write_artifacts(self, test=None, pred=None):
+        if not self.main:
+            return
+        out, st = self.out, self.state
+        write_jsonl(out / "metrics.jsonl", self.metrics)
+        if self.cfg.history and self.hist["weights"]:
+            write_npz(out / "history.npz", **{k: np.stack(v) for k, v in self.hist.items()})
+        ids = self.labeled.ids
+        true = self.train_ds.true_targets
+        rows = ["iteration,index,id,old,new,true"] + [
+            f"{it},{i},{ids[i]},{o},{n},{'' if true is None else true[self.lab_idx[i]]}" for it, i, o, n in st.relabels]
+        atomic_write_text(out / "relabels.csv", "\n".join(rows) + "\n")
+        if pred is not None:
+            arrays = {"pred": pred, "target": np.asarray(self.test_ds.targets)}
+            if self.test_ds.true_targets is not None:
+                arrays["true"] = np.asarray(self.test_ds.true_targets)
+            write_npz(out / "predictions.npz", **arrays)
+
+    def save(self, name="last.pt"):
+        if self.main:
+            save_torch(self.out / name, self._checkpoint())
+
+    # ---- the loop
+    def _on_signal(self, signum, frame):
+        self._stop = signum
+
+    def train(self) -> dict:
+        cfg = self.cfg
+        if self.main:
+            write_json(self.out / "config.json", dataclasses.asdict(cfg))
+            write_npz(self.out / "split.npz", labeled=self.lab_idx, unlabeled=self.unl_idx)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
+            if threading_main() else {}
+        t_start = time.perf_counter()
+        try:
+            from tqdm.auto import tqdm
+            while self.epoch < cfg.epochs:
+                epoch = self.epoch + 1
+                if epoch == 1 and self.iter_in_epoch == 0 or epoch == cfg.relabel_run_epoch and self.iter_in_epoch == 0:
+                    self.state.reset_running_mean()
+                skip = self.iter_in_epoch
+                lx = iter(self._loader(self.labeled, cfg.batch_size, 0, skip))
+                lu = iter(self._loader(self.unlabeled, cfg.unlabeled_batch_size, 1, skip)) if cfg.method != "supervised" else None
+                sums, n = torch.zeros(8, device=self.device), 0
+                if skip and self.metrics and len(self.metrics) >= epoch:
+                    pass
+                sums = self._partial_sums if skip and hasattr(self, "_partial_sums") else sums
+                t0 = time.perf_counter()
+                bar = tqdm(range(skip, cfg.iters), desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}",
+                           disable=not self.main or os.environ.get("LION_KIT_PROGRESS") == "0", leave=False)
+                self.model.train()
+                for i in bar:
+                    it = (epoch - 1) * cfg.iters + i + 1
+                    stats = self.step(next(lx), next(lu) if lu else None, epoch, it)
+                    sums += stats
+                    n += 1
+                    self.iter_in_epoch = i + 1
+                    if i % 25 == 0 and self.main:
+                        bar.set_postfix(loss=f"{stats[0].item():.3f}", mask=f"{stats[6].item():.2f}")
+                    if self._stop is not None:
+                        self._partial_sums = sums
+                        self.save()
+                        raise KeyboardInterrupt(f"signal {self._stop}: checkpoint written to {self.out / 'last.pt'} "
+                                                f"at epoch {epoch}, iteration {i + 1}; continue with --resume")
+                seconds = time.perf_counter() - t0
+                del lx, lu
+                pred = self.predict()
+                row, test = self.epoch_stats(sums, n, epoch, seconds, pred)
+                self.metrics.append(row)
+                self.epoch, self.iter_in_epoch = epoch, 0
+                if cfg.history:
+                    st = self.state
+                    self.hist["weights"].append(st.weights.half().cpu().numpy())
+                    self.hist["labels"].append(st.labels.cpu().numpy().astype(np.int8))
+                    self.hist["bank"].append(st.bank.cpu().numpy())
+                    self.hist["protos"].append(st.protos.cpu().numpy())
+                is_best = self.best is None or row["test_acc"] > self.best["test_acc"]
+                if is_best:
+                    self.best = {"epoch": epoch, "test_acc": row["test_acc"], "test_mca": row["test_mca"]}
+                self._write_artifacts(test, pred)
+                self.save()
+                if is_best:
+                    self.save("best.pt")
+                if self.main:
+                    print(f"[{cfg.method}] epoch {epoch}/{cfg.epochs} loss {row['loss']:.3f} test acc {row['test_acc']:.4f} "
+                          f"mca {row['test_mca']:.4f} mask {row['mask_rate']:.2f} relabels {row['relabels']} "
+                          f"neg {row['neg_mean_size']:.2f}", flush=True)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return self.finish(time.perf_counter() - t_start)
+
+    def finish(self, wall) -> dict:
+        pred = self.predict()
+        test = classification_report(pred, self.test_ds.targets)
+        last = self.metrics[-1]
+        summary = {
+            "method": self.cfg.method, "dataset": self.train_ds.signature, "n_labeled": len(self.lab_idx),
+            "epochs": self.cfg.epochs, "last_epoch": {"test_acc": test["acc"], "test_mca": test["mean_class_acc"]},
+            "best_epoch": self.best, "per_class_acc": test["per_class_acc"], "confusion": test["confusion"],
+            "classes": list(self.train_ds.classes),
+            "note": "last_epoch is the headline; best_epoch (chosen on the test split) is the paper's protocol",
+            "wall_s": wall, "train_s": sum(m["seconds"] for m in self.metrics),
+            "images_per_s": float(np.mean([m["images_per_s"] for m in self.metrics])),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "relabels": last.get("relabels"), "relabel_precision": last.get("relabel_precision"),
+            "neg_precision": last.get("neg_precision"), "neg_mean_size": last.get("neg_mean_size"),
+            "pretrained": self.pretrained, "world_size": self.world,
+        }
+        if self.test_ds.true_targets is not None:
+            t = classification_report(pred, self.test_ds.true_targets)
+            summary["last_epoch_true"] = {"test_acc": t["acc"], "test_mca": t["mean_class_acc"],
+                                          "per_class_acc": t["per_class_acc"], "confusion": t["confusion"]}
+        if self.main:
+            write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+# ----------------------------------------------------------------------------- entry points
+
+def train(preset: str | None = None, config_file: str | None = None, resume=False, overwrite=False, **overrides) -> dict:
+    """Resolve a configuration (preset < file < keyword overrides), train, return the summary."""
+    cfg = C.resolve(preset, config_file, overrides)
+    return Trainer(cfg, resume=resume, overwrite=overwrite).train()
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m lion_kit train", description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu or smoke")
+    ap.add_argument("--config", default=None, help="JSON file of config keys (below the command line)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    ap.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    docs = C.field_docs()
+    for f in dataclasses.fields(C.Config):
+        flag = "--" + f.name.replace("_", "-")
+        t = f.type if isinstance(f.type, type) else str(f.type)
+        if f.type in (bool, "bool"):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=docs.get(f.name))
+        else:
+            conv = {"int": int, "float": float}.get(str(t), str)
+            ap.add_argument(flag, type=conv, default=argparse.SUPPRESS, help=f"{docs.get(f.name)} (default {f.default})")
+    return ap
+
+
+def main(argv=None):
+    a = vars(parser().parse_args(argv))
+    preset, file, resume, overwrite = (a.pop(k) for k in ("preset", "config", "resume", "overwrite"))
+    try:
+        summary = train(preset, file, resume=resume, overwrite=overwrite, **a)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps({k: summary[k] for k in ("last_epoch", "best_epoch", "wall_s", "images_per_s")}, indent=1))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return summary
