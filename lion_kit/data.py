@@ -101,7 +101,7 @@ def _synthfer(split, root=None, **options):
         raise ValueError("synthfer is rendered, not read: leave root unset (the cache lives in $LION_KIT_CACHE)")
     cfg = synth.SynthConfig(**options)
     labels = synth.sample_labels(cfg, split)
-    label_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k in ("size", "seed", "ambiguity", "min_intensity", "label_noise")}
+    label_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k in ("size", "seed", "ambiguity", "min_intensity", "label_noise", "annotator_sharpness")}
     sig = "synthfer:" + ",".join(f"{k}={v}" for k, v in sorted(label_cfg.items()))
     return FaceDataset("synthfer", range(len(labels["true"])), labels["observed"], class_names(),
                        images=lambda: synth.load_split(cfg, split)["images"],

@@ -30,7 +30,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .labels import CLASSES, NUM_CLASSES, NEUTRAL
 
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
+FACE_ZOOM = 1.3  # the face fills the frame as in aligned RAF-DB crops
 
 AUS = ("inner_brow_raise", "outer_brow_raise", "brow_lower", "upper_lid_raise", "lid_tighten",
        "cheek_raise", "nose_wrinkle", "upper_lip_raise", "lip_corner", "lip_stretch",
@@ -76,6 +77,8 @@ class SynthConfig:
     ambiguity: float = 0.3        # share of faces that blend two expressions
     min_intensity: float = 0.25   # weakest expression intensity (subtle faces lie near neutral)
     label_noise: float = 0.0      # extra symmetric noise on observed labels
+    annotator_sharpness: float = 2.0  # observed labels are drawn from soft**sharpness (renormalised):
+                                      # a majority of annotators agrees more than one annotator
     occlusion: float = 0.15       # share of faces with an occluder
     supersample: int = 2          # render at this multiple, then downsample (anti-aliasing)
 
@@ -88,6 +91,8 @@ class SynthConfig:
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"SynthFER {f}={v}; expected a value in [0, 1]")
+        if self.annotator_sharpness <= 0:
+            raise ValueError(f"SynthFER annotator_sharpness={self.annotator_sharpness}; expected > 0")
         if not 0.0 < self.min_intensity <= 1.0:
             raise ValueError(f"SynthFER min_intensity={self.min_intensity}; expected (0, 1]")
 
@@ -138,12 +143,14 @@ def sample_labels(cfg: SynthConfig, split: str) -> dict[str, np.ndarray]:
     soft = mix * (1 - nu)[:, None]
     soft[:, NEUTRAL] += nu
     true = soft.argmax(1)
+    vote = soft ** cfg.annotator_sharpness
+    vote /= vote.sum(1, keepdims=True)
     u = rng.random(n)[:, None]
-    observed = (u > np.cumsum(soft, 1)).sum(1).clip(0, NUM_CLASSES - 1)
+    observed = (u > np.cumsum(vote, 1)).sum(1).clip(0, NUM_CLASSES - 1)
     flip = rng.random(n) < cfg.label_noise
     observed[flip] = rng.integers(0, NUM_CLASSES, flip.sum())
     return dict(primary=primary, secondary=secondary, blend=blend, intensity=intensity,
-                soft=soft.astype(np.float32), true=true, observed=observed)
+                soft=soft.astype(np.float32), vote=vote.astype(np.float32), true=true, observed=observed)
 
 
 def action_units(labels: dict[str, np.ndarray], i: int, rng: np.random.Generator) -> np.ndarray:
@@ -288,8 +295,9 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
 
     # pose: in-plane rotation, scale and shift, about the face centre
     ang = math.radians(rng.normal(0, 8))
-    sc = rng.uniform(0.88, 1.12)
+    sc = rng.uniform(0.88, 1.12) * FACE_ZOOM
     tx, ty = rng.normal(0, 0.035, 2) * S
+    ty -= 0.06 * S  # centre the eyes-mouth region rather than the whole head
     c, s = math.cos(ang) / sc, math.sin(ang) / sc
     x0, y0 = S / 2, S / 2
     img = img.transform((S, S), Image.AFFINE, (c, s, x0 - c * x0 - s * y0 - tx, -s, c, y0 + s * x0 - c * y0 - ty),
@@ -324,6 +332,9 @@ def render_split(cfg: SynthConfig, split: str, workers: int | None = None) -> di
     labels = sample_labels(cfg, split)
     n = len(labels["true"])
     workers = workers or min(os.cpu_count() or 1, 8)
+    import multiprocessing
+    if multiprocessing.current_process().daemon:  # e.g. inside a DataLoader worker: no children allowed
+        workers = 1
     chunks = [(cfg, split, labels, lo, min(n, lo + 256)) for lo in range(0, n, 256)]
     if workers > 1 and n > 256:
         with ProcessPoolExecutor(workers) as ex:

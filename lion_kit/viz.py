@@ -58,3 +58,352 @@ def class_table(dataset) -> pd.DataFrame:
         df["observed_is_true"] = [agree[np.asarray(dataset.true_targets) == c].mean().round(3) for c in range(len(CLASSES))]
     df["share"] = (df["observed"] / df["observed"].sum()).round(4)
     return df
+
+
+# ----------------------------------------------------------------------------- training
+
+LOSS_NAMES = {"loss_x": "L_x (labeled)", "loss_u": "L_u (pseudo-labels)", "loss_n": "L_n (negative, weak)",
+              "loss_sn": "L_sn (negative, strong)", "loss_px": "L_px (partial label)"}
+
+
+def plot_losses(run, ax=None):
+    """Each loss component per epoch (unweighted), so one can see which term drives training."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    m = run.metrics
+    for k, label in LOSS_NAMES.items():
+        if k in m and (m[k] != 0).any():
+            ax.plot(m["epoch"], m[k], marker="o", label=label)
+    ax.set(xlabel="epoch", ylabel="loss (unweighted)", title=f"{run.config['method']}: loss components")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_accuracy(run, ax=None):
+    """Test accuracy and mean class accuracy of the EMA model per epoch (observed and, on
+    SynthFER, true labels). The best epoch is marked: choosing it on the test split is the
+    paper's protocol, which flatters; the last epoch is the honest number."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    m = run.metrics
+    for k, label, style in (("test_acc", "accuracy", "-"), ("test_mca", "mean class acc.", "-"),
+                            ("test_acc_true", "accuracy (true class)", "--"), ("test_mca_true", "mean class acc. (true)", "--")):
+        if k in m:
+            ax.plot(m["epoch"], m[k], style, marker="o", label=label)
+    b = m["test_acc"].idxmax()
+    ax.axvline(m["epoch"][b], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="epoch", ylabel="test", ylim=(0, 1), title="EMA model on the test split (dotted: best epoch)")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_confusion(run, true: bool = False, ax=None):
+    """Row-normalised confusion matrix of the last epoch (rows: label, columns: prediction)."""
+    import seaborn as sns
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    cm = np.asarray(run.summary["last_epoch_true"]["confusion"] if true else run.summary["confusion"])
+    sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, xticklabels=CLASSES, yticklabels=CLASSES, ax=ax, cbar=False)
+    ax.set(xlabel="predicted", ylabel="true class" if true else "label", title="confusion (row-normalised)")
+    return ax.figure
+
+
+def plot_per_class(run, ax=None):
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    df = pd.DataFrame({"class": CLASSES, "accuracy": run.summary["per_class_acc"]})
+    ax.bar(df["class"], df["accuracy"], color="tab:blue")
+    ax.axhline(run.summary["last_epoch"]["test_mca"], color="k", ls="--", lw=1, label="mean class accuracy")
+    ax.set(ylim=(0, 1), ylabel="accuracy", title="per-class accuracy (last epoch)")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def face_gallery(dataset, indices, captions, ncols=8, title=None, strike=None):
+    """Faces with a caption each; `strike` (optional) lists words per face to strike through."""
+    plt = _plt()
+    n = len(indices)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.45, nrows * 1.9), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(to_hwc(dataset.raw(int(indices[k]))))
+        ax.set_title(captions[k], fontsize=7)
+        if strike is not None:
+            for j, word in enumerate(strike[k]):
+                ax.text(0.02, 0.02 + 0.12 * j, word, transform=ax.transAxes, fontsize=7, color="red",
+                        bbox=dict(facecolor="white", alpha=0.7, lw=0), fontstretch="condensed").set_path_effects([])
+                ax.plot([0.02, 0.02 + 0.055 * len(word)], [0.06 + 0.12 * j] * 2, transform=ax.transAxes, color="red", lw=1)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_gallery(run, n=16, seed=0):
+    """Test faces the model got wrong: label -> prediction (and the true class on SynthFER)."""
+    p = run.predictions
+    wrong = np.flatnonzero(p["pred"] != p["target"])
+    pick = np.random.default_rng(seed).choice(wrong, min(n, len(wrong)), replace=False) if len(wrong) else []
+    caps = [f"{CLASSES[p['target'][i]][:5]}→{CLASSES[p['pred'][i]][:5]}" + (f"\ntrue {CLASSES[p['true'][i]][:5]}" if "true" in p else "")
+            for i in pick]
+    return face_gallery(run.dataset("test"), pick, caps, title="misclassified test faces: label → prediction")
+
+
+# ----------------------------------------------------------------------------- candidate sets
+
+def open_sets_per_epoch(run) -> pd.DataFrame:
+    """Per epoch: open candidate sets, relabelled samples and labeled-label accuracy."""
+    w, lab = run.history["weights"].astype(np.float32), run.history["labels"]
+    df = pd.DataFrame({"epoch": np.arange(1, len(w) + 1), "open_sets": ((w > 0).sum(2) > 1).sum(1),
+                       "relabelled": (lab != run_given(run)).sum(1)})
+    if "ambiguous_rate" in run.metrics:
+        df["ambiguous_rate"] = run.metrics["ambiguous_rate"].values[: len(df)]
+    for k in ("label_acc_now", "label_acc_given", "relabel_precision"):
+        if k in run.metrics:
+            df[k] = run.metrics[k].values[: len(df)]
+    return df
+
+
+def run_given(run) -> np.ndarray:
+    """The given (observed) labels of the labeled samples, in state order."""
+    ds = run.dataset("train")
+    return np.asarray(ds.targets)[run.split["labeled"]]
+
+
+def plot_open_sets(run, ax=None):
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    df = open_sets_per_epoch(run)
+    ax.bar(df["epoch"], df["open_sets"], color="tab:orange", label="open candidate sets")
+    ax.plot(df["epoch"], df["relabelled"], "k-o", label="relabelled samples")
+    ax.axvline(relabel_epoch(run) - 0.5, color="grey", ls=":", lw=1)
+    ax.set(xlabel="epoch", ylabel="labeled samples", title="label disambiguation per epoch (dotted: E_r)")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def relabel_epoch(run) -> int:
+    from .config import Config
+    c = run.config
+    return Config(epochs=c["epochs"], relabel_epoch=c["relabel_epoch"], schedule_epochs=c["schedule_epochs"]).relabel_run_epoch
+
+
+def interesting_samples(run, n=6) -> list[int]:
+    """Labeled samples whose candidate sets were open longest (ties: first)."""
+    w = run.history["weights"].astype(np.float32)
+    open_epochs = ((w > 0).sum(2) > 1).sum(0)
+    changed = (run.history["labels"] != run_given(run)).any(0)
+    score = open_epochs + 100 * changed
+    order = np.argsort(-score, kind="stable")
+    return [int(i) for i in order[:n]]
+
+
+def plot_weight_trajectories(run, samples, ax=None):
+    """Candidate weights of a few labeled samples over epochs: one panel per sample."""
+    plt = _plt()
+    w = run.history["weights"].astype(np.float32)
+    epochs = np.arange(1, len(w) + 1)
+    given = run_given(run)
+    fig, axes = plt.subplots(1, len(samples), figsize=(2.6 * len(samples), 2.6), squeeze=False, sharey=True)
+    for ax, s in zip(axes[0], samples):
+        for c in range(len(CLASSES)):
+            if w[:, s, c].max() > 0:
+                ax.plot(epochs, w[:, s, c], marker=".", label=CLASSES[c])
+        ax.set_title(f"sample {s} (given {CLASSES[given[s]]})", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=6)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("candidate weight")
+    fig.tight_layout()
+    return fig
+
+
+def relabel_gallery(run, n=16):
+    """The relabel events with their faces: old → new (and ✓/✗ against the true class)."""
+    r = run.relabels.tail(n)
+    lab = run.split["labeled"]
+    caps = []
+    for _, e in r.iterrows():
+        mark = "" if pd.isna(e.get("true", np.nan)) or e.get("true", "") == "" else (" ✓" if int(e["true"]) == int(e["new"]) else " ✗")
+        caps.append(f"{CLASSES[int(e['old'])][:5]}→{CLASSES[int(e['new'])][:5]}{mark}\nit {int(e['iteration'])}")
+    return face_gallery(run.dataset("train"), lab[r["index"].astype(int).values] if len(r) else [], caps,
+                        title="relabel events: old → new (✓ the new label is the true class)")
+
+
+def plot_prototypes(run, ax=None):
+    """How far apart the class prototypes are over epochs: mean and min cosine similarity
+    between different classes' (normalised) prototypes. Falling similarity = separating."""
+    plt = _plt()
+    P = run.history["protos"].astype(np.float64)
+    P = P / np.maximum(np.linalg.norm(P, axis=2, keepdims=True), 1e-12)
+    sims = np.einsum("ekd,eld->ekl", P, P)
+    off = ~np.eye(P.shape[1], dtype=bool)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    ep = np.arange(1, len(P) + 1)
+    axes[0].plot(ep, sims[:, off].mean(1), "o-", label="mean")
+    axes[0].plot(ep, sims[:, off].max(1), "o--", label="max (closest pair)")
+    axes[0].set(xlabel="epoch", ylabel="cosine similarity", title="prototype similarity between classes")
+    axes[0].legend(fontsize=8)
+    import seaborn as sns
+    sns.heatmap(sims[-1], vmin=-1, vmax=1, cmap="RdBu_r", xticklabels=CLASSES, yticklabels=CLASSES, ax=axes[1], cbar=False,
+                annot=True, fmt=".1f", annot_kws={"fontsize": 7})
+    axes[1].set_title("last epoch")
+    fig.tight_layout()
+    return fig
+
+
+def candidate_explorer(run):
+    """An ipywidgets control: scrub epochs and pick a labeled sample; shows its face, its
+    candidate weights at that epoch and the labeled set's open-set count."""
+    import ipywidgets as W
+    from IPython.display import display
+    plt = _plt()
+    w = run.history["weights"].astype(np.float32)
+    ds = run.dataset("train")
+    lab, given = run.split["labeled"], run_given(run)
+    samples = interesting_samples(run, 12)
+    epoch = W.IntSlider(value=len(w), min=1, max=len(w), description="epoch", continuous_update=False)
+    sample = W.Dropdown(options=[(f"#{s} given {CLASSES[given[s]]}", s) for s in samples], value=samples[0], description="sample")
+    out = W.Output()
+
+    def draw(*_):
+        e, s = epoch.value, sample.value
+        with out:
+            out.clear_output(wait=True)
+            fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, 2.8), gridspec_kw={"width_ratios": [1, 2]})
+            a0.imshow(to_hwc(ds.raw(int(lab[s]))))
+            a0.axis("off")
+            a0.set_title(f"sample {s}, epoch {e}", fontsize=9)
+            a1.bar(CLASSES, w[e - 1, s], color=["tab:red" if c == given[s] else "tab:blue" for c in range(len(CLASSES))])
+            a1.set(ylim=(0, 1), title=f"candidate weights (red: given label); open sets: {int(((w[e - 1] > 0).sum(1) > 1).sum())}")
+            a1.tick_params(axis="x", rotation=30, labelsize=8)
+            fig.tight_layout()
+            plt.show()
+
+    epoch.observe(draw, "value")
+    sample.observe(draw, "value")
+    box = W.VBox([W.HBox([epoch, sample]), out])
+    box.draw = draw
+    draw()
+    return box
+
+
+# ----------------------------------------------------------------------------- negative labels
+
+def negative_sizes(run) -> pd.DataFrame:
+    """Per epoch, how many unlabeled samples hold 0, 1, ..., 6 complementary labels."""
+    b = run.history["bank"]
+    sizes = b.sum(2)
+    rows = [np.bincount(s, minlength=len(CLASSES)) for s in sizes]
+    df = pd.DataFrame(rows, columns=[str(k) for k in range(len(CLASSES))])
+    df.insert(0, "epoch", np.arange(1, len(b) + 1))
+    df["mean"] = sizes.mean(1)
+    return df
+
+
+def plot_negative_growth(run):
+    plt = _plt()
+    df = negative_sizes(run)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    axes[0].plot(df["epoch"], df["mean"], "o-")
+    axes[0].set(xlabel="epoch", ylabel="mean |C_i|", title="complementary sets grow progressively")
+    counts = df[[str(k) for k in range(len(CLASSES))]].values
+    share = counts / counts.sum(1, keepdims=True)
+    bottom = np.zeros(len(df))
+    cmap = plt.get_cmap("viridis", len(CLASSES))
+    for k in range(len(CLASSES)):
+        axes[1].bar(df["epoch"], share[:, k], bottom=bottom, color=cmap(k), label=f"|C|={k}")
+        bottom += share[:, k]
+    axes[1].set(xlabel="epoch", ylabel="share of unlabeled samples", title="distribution of |C_i|")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _unlabeled_truth(run):
+    ds = run.dataset("train")
+    src = ds.true_targets if ds.true_targets is not None else ds.targets
+    return np.asarray(src)[run.split["unlabeled"]], ds.true_targets is not None
+
+
+def negative_matrix(run, epoch=-1) -> pd.DataFrame:
+    """Rows: true class (SynthFER) or dataset label; columns: complementary class; cells: the
+    share of that class's unlabeled samples whose set rules the column class out."""
+    truth, _ = _unlabeled_truth(run)
+    b = run.history["bank"][epoch]
+    m = np.stack([b[truth == c].mean(0) if (truth == c).any() else np.zeros(len(CLASSES)) for c in range(len(CLASSES))])
+    return pd.DataFrame(m, index=CLASSES, columns=CLASSES)
+
+
+def plot_negative_heatmap(run, epoch=-1, ax=None):
+    import seaborn as sns
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    _, has_true = _unlabeled_truth(run)
+    sns.heatmap(negative_matrix(run, epoch), annot=True, fmt=".2f", cmap="Reds", vmin=0, vmax=1, ax=ax, cbar=False)
+    ax.set(xlabel="ruled out (complementary label)", ylabel="true class" if has_true else "dataset label",
+           title="which expressions are ruled out for which\n(the diagonal is a mistake)")
+    return ax.figure
+
+
+def negative_precision_per_class(run, epoch=-1) -> pd.Series:
+    """Share of complementary labels that are right (not the true class), per true class."""
+    truth, _ = _unlabeled_truth(run)
+    b = run.history["bank"][epoch]
+    out = {}
+    for c in range(len(CLASSES)):
+        rows = b[truth == c]
+        total = rows.sum()
+        out[CLASSES[c]] = float(1 - rows[:, c].sum() / total) if total else np.nan
+    return pd.Series(out, name="negative-label precision")
+
+
+def plot_negative_precision(run, ax=None):
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    s = negative_precision_per_class(run)
+    ax.bar(s.index, s.values, color="tab:green")
+    ax.axhline((len(CLASSES) - 1) / len(CLASSES), color="k", ls="--", lw=1, label="chance (6/7)")
+    ax.set(ylim=(0, 1.02), ylabel="precision", title="negative labels that are right, per true class")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax.figure
+
+
+def negative_gallery(run, n=16, epoch=-1, seed=0):
+    """Unlabeled faces with their complementary labels struck through."""
+    b = run.history["bank"][epoch]
+    truth, has_true = _unlabeled_truth(run)
+    has = np.flatnonzero(b.any(1))
+    pick = np.random.default_rng(seed).choice(has, min(n, len(has)), replace=False) if len(has) else []
+    caps = [(f"true {CLASSES[truth[i]]}" if has_true else f"label {CLASSES[truth[i]]}") + f"\n{int(b[i].sum())} ruled out" for i in pick]
+    strike = [[CLASSES[c][:8] + (" ✗" if c == truth[i] else "") for c in np.flatnonzero(b[i])] for i in pick]
+    return face_gallery(run.dataset("train"), run.split["unlabeled"][pick] if len(pick) else [], caps,
+                        title="complementary labels (struck through; ✗ = wrongly ruled out)", strike=strike)
+
+
+def negative_explorer(run):
+    """Browse unlabeled faces and their complementary labels at any epoch."""
+    import ipywidgets as W
+    plt = _plt()
+    bank = run.history["bank"]
+    epoch = W.IntSlider(value=len(bank), min=1, max=len(bank), description="epoch", continuous_update=False)
+    page = W.IntSlider(value=0, min=0, max=20, description="page", continuous_update=False)
+    out = W.Output()
+
+    def draw(*_):
+        with out:
+            out.clear_output(wait=True)
+            negative_gallery(run, n=8, epoch=epoch.value - 1, seed=page.value)
+            plt.show()
+
+    epoch.observe(draw, "value")
+    page.observe(draw, "value")
+    box = W.VBox([W.HBox([epoch, page]), out])
+    box.draw = draw
+    draw()
+    return box

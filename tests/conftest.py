@@ -13,6 +13,7 @@ def synth_cache(tmp_path_factory):
     """All tests share one SynthFER cache, isolated from the user's."""
     d = tmp_path_factory.mktemp("synth_cache")
     os.environ["LION_KIT_CACHE"] = str(d)
+    os.environ["LION_KIT_PROGRESS"] = "0"
     return d
 
 

@@ -1,0 +1,37 @@
+"""Small helpers for the notebooks: parameter checks, config overrides, results files.
+
+Notebooks record their results in a small JSON file (`results.json` in their output folder)
+that tests and the README read back; no scrapbook.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import write_json
+
+
+def check_params(spec: dict, values: dict):
+    """`spec`: name -> (type or tuple of types, allowed values or None). A wrong type or value
+    is an error naming the parameter, what it got and what was expected."""
+    for name, (types, allowed) in spec.items():
+        v = values[name]
+        if not isinstance(v, types):
+            want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            raise TypeError(f"notebook parameter {name}={v!r} has type {type(v).__name__}; expected {want}")
+        if allowed is not None and v is not None:
+            bad = [x for x in (v if isinstance(v, (list, tuple)) else [v]) if x not in allowed]
+            if bad:
+                raise ValueError(f"notebook parameter {name}={v!r}: {bad} not allowed; expected values in {list(allowed)}")
+
+
+def overrides(**kw) -> dict:
+    """Config overrides from notebook parameters, leaving out the ones set to None."""
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def save_results(out_dir, results: dict) -> Path:
+    path = Path(out_dir) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, results)
+    print(f"results written to {path}")
+    return path

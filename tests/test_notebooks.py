@@ -1,0 +1,77 @@
+"""Every notebook runs headlessly under papermill on smoke parameters, and the JSON results it
+writes are checked (issue 4)."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lion_kit.demo import NOTEBOOKS, execute_notebook
+
+SMOKE = dict(preset="smoke", epochs=3, iters=8)
+
+
+def results(d):
+    return json.loads((Path(d) / "results.json").read_text())
+
+
+def test_notebooks_are_committed_clean_with_one_parameters_cell():
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["01_train.ipynb", "02_candidate_evolution.ipynb", "03_negative_labels.ipynb", "04_ablations.ipynb"]
+    for n in names:
+        nb = nbformat.read(NOTEBOOKS / n, as_version=4)
+        assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), n
+        assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, n
+
+
+@pytest.fixture(scope="module")
+def nb01(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nb01")
+    execute_notebook("01_train.ipynb", out, {"method": "lion", "n_labeled": 100, "out_dir": str(out), **SMOKE}, html=True)
+    return out
+
+
+def test_01_train(nb01):
+    r = results(nb01)
+    assert r["method"] == "lion" and r["epochs"] == 3
+    assert 0 <= r["test_acc"] <= 1 and 0 <= r["test_mca"] <= 1 and r["best_acc"] >= r["test_acc"]
+    assert r["loss_last"] < r["loss_first"]
+    assert (nb01 / "01_train.html").stat().st_size > 50_000  # figures embedded
+
+
+def test_02_candidate_evolution_on_a_given_run(nb01, tmp_path):
+    run_dir = results(nb01)["run_dir"]
+    execute_notebook("02_candidate_evolution.ipynb", tmp_path, {"run_dir": run_dir, "out_dir": str(tmp_path), "interactive": True}, html=False)
+    r = results(tmp_path)
+    assert r["epochs"] == 3 and len(r["open_sets"]) == 3 and all(0 <= x <= 100 for x in r["open_sets"])
+    assert r["open_sets"][0] == 0  # nothing opens before the relabel epoch
+    assert len(r["samples"]) == 5
+    nb = nbformat.read(tmp_path / "02_candidate_evolution.ipynb", as_version=4)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_03_negative_labels_trains_its_own_quick_run(tmp_path):
+    execute_notebook("03_negative_labels.ipynb", tmp_path, {"out_dir": str(tmp_path), "n_labeled": 100, "interactive": False, **SMOKE}, html=False)
+    r = results(tmp_path)
+    assert len(r["mean_size"]) == 3 and r["mean_size"] == sorted(r["mean_size"])  # sets only grow
+    assert all(0 <= v <= 6 for v in r["mean_size"])
+    assert set(r["precision_per_class"]) == {"surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"}
+
+
+def test_04_ablations_grid_and_reuse(tmp_path):
+    params = {"variants": ["supervised", "lion-no-nl"], "budgets": [100], "seeds": [0, 1], "out_dir": str(tmp_path),
+              "preset": "smoke", "epochs": 1, "iters": 3}
+    execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)
+    r = results(tmp_path)
+    assert r["runs"] == 4 and r["failed"] == 0 and len(r["table"]) == 2
+    assert all(row["seeds"] == 2 and "±" in row["acc"] for row in r["table"])
+    assert (tmp_path / "results_table.csv").exists() and (tmp_path / "accuracy.png").exists()
+    execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)  # second time: every run reused
+    import pandas as pd
+    assert set(pd.read_csv(tmp_path / "runs.csv")["status"]) == {"reused"}
+
+
+def test_wrong_parameter_type_is_a_clear_error(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match="notebook parameter n_labeled='400' has type str; expected int"):
+        execute_notebook("01_train.ipynb", tmp_path, {"n_labeled": "400", "out_dir": str(tmp_path), **SMOKE}, html=False)

@@ -1,0 +1,137 @@
+"""The training engine end to end on tiny budgets (issue 3)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from lion_kit import load_run
+from lion_kit.cli import main as cli
+from lion_kit.config import resolve
+from lion_kit.model import LionNet, load_pretrained
+from lion_kit.train import Trainer, train
+
+SMOKE = dict(synth_size="small", image_size=32, epochs=3, iters=20, batch_size=16, unlabeled_batch_size=16,
+             lr=2e-3, ema=0.9, workers=0, n_labeled=100)
+
+
+@pytest.fixture(scope="module")
+def lion_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lion")
+    # delta_neg is raised so that a model trained for seconds is sure enough to rule classes out
+    s = train("smoke", out=str(out), method="lion", delta_neg=0.12, **SMOKE)
+    return out, s
+
+
+def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
+    out, s = lion_run
+    run = load_run(out)
+    m = run.metrics
+    assert list(m["epoch"]) == [1, 2, 3]
+    assert m["neg_mean_size"].is_monotonic_increasing and m["neg_mean_size"].iloc[-1] > 0.2
+    assert m["neg_precision"].iloc[-1] > 6 / 7  # better than ruling out classes at random
+    assert m["loss_x"].iloc[-1] < m["loss_x"].iloc[0]
+    assert m["lambda_n"].tolist() == pytest.approx([0.09, 0.0, 0.0])  # lambda_n fades (schedule epochs 10, 20, 30)
+    assert (m["tau"].diff().dropna() > 0).all()
+    h = run.history
+    assert h["bank"].shape[0] == 3 and h["weights"].shape[1:] == (100, 7)
+    assert h["bank"][-1].sum() >= h["bank"][0].sum()
+    assert 0 < s["last_epoch"]["test_acc"] <= 1 and s["best_epoch"]["epoch"] in (1, 2, 3)
+    assert np.asarray(s["confusion"]).shape == (7, 7)
+    assert s["peak_rss_mb"] > 50 and s["images_per_s"] > 0
+    assert len(run.predictions["pred"]) == 400 and "true" in run.predictions
+    assert set(run.split) == {"labeled", "unlabeled"} and len(run.split["labeled"]) == 100
+    assert {"iteration", "index", "old", "new", "true"} <= set(run.relabels.columns)
+    assert (out / "best.pt").exists() and (out / "last.pt").exists()
+
+
+def test_supervised_and_fixmatch_train(tmp_path):
+    for method in ("supervised", "fixmatch"):
+        s = train("smoke", out=str(tmp_path / method), method=method, **SMOKE)
+        m = load_run(tmp_path / method).metrics
+        assert m["loss_x"].iloc[-1] < m["loss_x"].iloc[0]
+        if method == "supervised":
+            assert (m["loss_u"] == 0).all() and (m["neg_mean_size"] == 0).all()
+        else:
+            assert np.allclose(m["tau"], 0.95) and (m["neg_mean_size"] == 0).all() and (m["relabels"] == 0).all()
+
+
+def test_one_step_applies_extra_decay_and_ema(tmp_path):
+    cfg = resolve("smoke", None, dict(out=str(tmp_path), lr=1e-12, weight_decay=1e11, ema=0.9, method="supervised"))
+    tr = Trainer(cfg)
+    before = {k: v.clone() for k, v in tr.model.named_parameters()}
+    batch = next(iter(tr._loader(tr.labeled, cfg.batch_size, 0)))
+    tr.step(batch, None, 1, 1)
+    ema = dict(tr.ema.named_parameters())
+    for k, v in tr.model.named_parameters():  # Adam moved them by ~1e-12; the decay by 10%
+        torch.testing.assert_close(v, before[k] * 0.9, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(ema[k], 0.9 * before[k] + 0.1 * v, atol=1e-6, rtol=1e-5)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, lion_run):
+    out, _ = lion_run
+    with pytest.raises(FileExistsError, match="already holds a run.*--resume.*--overwrite"):
+        Trainer(resolve("smoke", None, dict(out=str(out))))
+
+
+def test_pretrained_checkpoint_formats_and_errors(tmp_path):
+    r = torchvision.models.resnet18(weights=None, num_classes=1000)
+    sd = {"module." + k: v for k, v in r.state_dict().items()}
+    torch.save({"state_dict": sd}, tmp_path / "msceleb.pth")
+    m = LionNet()
+    rep = load_pretrained(m, tmp_path / "msceleb.pth")
+    assert rep["head_loaded"] is False  # a 1000-way face-ID head does not fit 7 classes
+    torch.testing.assert_close(m.trunk[0].weight, r.conv1.weight)
+    torch.testing.assert_close(m.trunk[7][1].bn2.running_var, r.layer4[1].bn2.running_var)
+    m2 = LionNet()
+    torch.save(m.state_dict(), tmp_path / "plain.pt")  # our own keys, plain state dict
+    load_pretrained(m2, tmp_path / "plain.pt")
+    torch.testing.assert_close(m2.fc.weight, m.fc.weight)
+    torch.save({"state_dict": torchvision.models.resnet34(weights=None).state_dict()}, tmp_path / "r34.pth")
+    with pytest.raises(ValueError, match="does not fit.*unexpected keys.*layer1.2"):
+        load_pretrained(LionNet(), tmp_path / "r34.pth")
+    with pytest.raises(ValueError, match="does not fit.*wrong shapes.*conv1.weight"):
+        load_pretrained(LionNet(stem="small"), tmp_path / "msceleb.pth")
+    (tmp_path / "junk.pth").write_text("hello")
+    with pytest.raises(ValueError, match="junk.pth is not a PyTorch checkpoint"):
+        load_pretrained(LionNet(), tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError, match="pretrained file not found"):
+        load_pretrained(LionNet(), tmp_path / "none.pth")
+
+
+def test_cli_trains_on_synthfer_with_pretrained(tmp_path):
+    r = torchvision.models.resnet18(weights=None)
+    torch.save({"state_dict": r.state_dict()}, tmp_path / "w.pth")
+    out = tmp_path / "run"
+    cli(["train", "--preset", "smoke", "--method", "lion", "--epochs", "1", "--iters", "3",
+         "--pretrained", str(tmp_path / "w.pth"), "--out", str(out), "--no-strong-negative", "--seed", "3"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["strong_negative"] is False and cfg["seed"] == 3 and cfg["iters"] == 3
+    assert json.loads((out / "summary.json").read_text())["pretrained"]["file"].endswith("w.pth")
+
+
+@pytest.mark.parametrize("dataset", ["rafdb", "folder"])
+def test_cli_trains_on_file_datasets_from_a_split_file(dataset, request, tmp_path):
+    root = request.getfixturevalue(f"{dataset}_root")
+    from lion_kit.data import load_dataset
+    ds = load_dataset(dataset, "train", root=root)
+    counts = np.minimum(np.bincount(ds.targets, minlength=7), 3)
+    split = tmp_path / "split.txt"
+    cli(["splits", "--dataset", dataset, "--data-root", str(root), "--counts", ",".join(map(str, counts)), "--out", str(split)])
+    out = tmp_path / "run"
+    cli(["train", "--preset", "smoke", "--dataset", dataset, "--data-root", str(root), "--split-file", str(split),
+         "--batch-size", "4", "--unlabeled-batch-size", "4", "--epochs", "1", "--iters", "2", "--out", str(out)])
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_labeled"] == counts.sum() and len(np.load(out / "predictions.npz")["pred"]) == len(load_dataset(dataset, "test", root=root))
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--preset", "smoke", "--dataset", "rafdb", "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    assert "RAF-DB root not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["train", "--preset", "smoke", "--method", "mixmatch", "--out", str(tmp_path / "r")])
+    assert "method='mixmatch'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["train", "--preset", "smoke", "--epochz", "3"])

@@ -1,0 +1,216 @@
+"""Regenerate notebooks/*.ipynb (committed without outputs) from the cell sources below.
+
+python tools/make_notebooks.py
+"""
+from pathlib import Path
+
+import nbformat as nbf
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+          "language_info": {"name": "python"}}
+
+SETUP = """import matplotlib.pyplot as plt
+from IPython.display import display
+import lion_kit
+from lion_kit import viz, nb
+from lion_kit.train import train
+%matplotlib inline"""
+
+RUN_OR_TRAIN = """if run_dir is None:  # no run given: train a quick LION run for this notebook
+    run_dir = f"{out_dir}/run"
+    train(preset, overwrite=True, **nb.overrides(method="lion", n_labeled=n_labeled, epochs=epochs, iters=iters,
+                                                  synth_size=synth_size, image_size=image_size, seed=seed, out=run_dir))
+run = lion_kit.load_run(run_dir)
+print(run.path, "|", run.config["method"], "|", len(run.metrics), "epochs")"""
+
+QUICK_PARAMS = """run_dir = None        # a finished LION run directory; None trains a quick one
+out_dir = "runs/nb{n}"  # where this notebook writes its results.json (and the quick run)
+preset = "cpu"        # budget of the quick run: cpu or smoke
+n_labeled = 400
+epochs = None         # None: the preset's
+iters = None
+synth_size = None
+image_size = None
+seed = 0
+interactive = True    # show the ipywidgets explorer (needs a front end to be useful)"""
+
+QUICK_CHECK = """nb.check_params({"run_dir": ((str, type(None)), None), "out_dir": (str, None), "preset": (str, ("cpu", "smoke", "paper")),
+                 "n_labeled": (int, None), "epochs": ((int, type(None)), None), "iters": ((int, type(None)), None),
+                 "synth_size": ((str, type(None)), ("full", "small", "tiny")), "image_size": ((int, type(None)), None),
+                 "seed": (int, None), "interactive": (bool, None)}, globals())"""
+
+
+def md(s):
+    return nbf.v4.new_markdown_cell(s)
+
+
+def code(s, tags=()):
+    c = nbf.v4.new_code_cell(s)
+    if tags:
+        c.metadata["tags"] = list(tags)
+    return c
+
+
+def write(name, cells):
+    nb = nbf.v4.new_notebook(cells=cells, metadata=KERNEL)
+    nbf.write(nb, ROOT / "notebooks" / name)
+
+
+write("01_train.ipynb", [
+    md("# 01 · Train a model\n\nTrain `supervised`, `fixmatch` or `lion` on SynthFER (no download), RAF-DB or a "
+       "class-folder dataset, then look at what it learned. Everything below the parameters is a call into "
+       "`lion_kit`; change the parameters (or pass them with `papermill -p`) and re-run."),
+    code("""method = "lion"        # supervised, fixmatch or lion
+dataset = "synthfer"   # synthfer, rafdb or folder
+data_root = None       # folder of rafdb / folder datasets
+preset = "cpu"         # cpu (minutes on a laptop CPU), smoke (seconds) or paper (the paper's protocol, GPU)
+n_labeled = 400        # 100, 400, 1000, 2000 or 4000 labels (the paper's splits)
+epochs = None          # None: the preset's
+iters = None
+synth_size = None
+image_size = None
+seed = 0
+out_dir = "runs/nb01\"""", tags=["parameters"]),
+    code(SETUP + """
+nb.check_params({"method": (str, ("supervised", "fixmatch", "lion")), "dataset": (str, ("synthfer", "rafdb", "folder")),
+                 "data_root": ((str, type(None)), None), "preset": (str, ("cpu", "smoke", "paper")), "n_labeled": (int, None),
+                 "epochs": ((int, type(None)), None), "iters": ((int, type(None)), None),
+                 "synth_size": ((str, type(None)), ("full", "small", "tiny")), "image_size": ((int, type(None)), None),
+                 "seed": (int, None), "out_dir": (str, None)}, globals())"""),
+    md("## Train\n\nThe run directory receives `config.json`, `metrics.jsonl` (one line per epoch), `history.npz`, "
+       "`relabels.csv`, `summary.json` and checkpoints. A progress bar shows each epoch."),
+    code("""summary = train(preset, overwrite=True, **nb.overrides(method=method, dataset=dataset, data_root=data_root, n_labeled=n_labeled,
+                                                   epochs=epochs, iters=iters, synth_size=synth_size, image_size=image_size,
+                                                   seed=seed, out=f"{out_dir}/run"))
+run = lion_kit.load_run(f"{out_dir}/run")
+run.metrics[[c for c in ("epoch", "loss", "test_acc", "test_mca", "mask_rate", "relabels", "neg_mean_size") if c in run.metrics]]"""),
+    md("## Losses by component\n\nLION's total loss is `1.6·L_x + 1.2·L_u + λ_n·L_n + λ_sn·L_sn`. Plotted unweighted: "
+       "`L_n` and `L_sn` act only on low-confidence unlabeled faces, and their weight λ_n fades to zero by a "
+       "third of the schedule."),
+    code("viz.plot_losses(run); plt.show()"),
+    md("## Accuracy\n\nThe EMA model is evaluated after every epoch. The **last epoch** is the honest number; the paper "
+       "quotes the **best epoch on the test split**, which is optimistic. On SynthFER the dashed lines score "
+       "against each face's *true* class rather than its (sometimes wrong) observed label."),
+    code("""viz.plot_accuracy(run); plt.show()
+print("last epoch:", summary["last_epoch"], "| best epoch (paper's protocol):", summary["best_epoch"])"""),
+    md("## Confusion and per-class accuracy\n\nRows are labels, columns predictions, each row sums to 1. Fear and "
+       "disgust are rare in RAF-DB (and so in SynthFER), and fear is confused with surprise."),
+    code("viz.plot_confusion(run); plt.show()\nviz.plot_per_class(run); plt.show()"),
+    md("## Misclassified faces"),
+    code("viz.misclassified_gallery(run, n=16); plt.show()"),
+    code("""nb.save_results(out_dir, {"method": method, "run_dir": str(run.path), "epochs": int(len(run.metrics)),
+                           "test_acc": summary["last_epoch"]["test_acc"], "test_mca": summary["last_epoch"]["test_mca"],
+                           "best_acc": summary["best_epoch"]["test_acc"],
+                           "loss_first": float(run.metrics["loss"].iloc[0]), "loss_last": float(run.metrics["loss"].iloc[-1])})"""),
+])
+
+write("02_candidate_evolution.ipynb", [
+    md("# 02 · Candidate sets: how LION disambiguates labels\n\nFrom the relabel epoch E_r on, a labeled face whose "
+       "prediction beats its given label by more than δ_amb = 0.5 is *ambiguous*: its label becomes a candidate "
+       "set {given, predicted} with weights, which drift towards the class whose **prototype** (a running mean "
+       "of features) the face resembles. When one weight passes 0.985 the set collapses; at 0.996 on another "
+       "class the face is **relabelled**."),
+    code(QUICK_PARAMS.format(n="02"), tags=["parameters"]),
+    code(SETUP + "\n" + QUICK_CHECK + "\n" + RUN_OR_TRAIN),
+    md("## Ambiguous samples per epoch\n\nOrange: labeled faces whose candidate set is open at the end of the epoch. "
+       "Black: faces whose training label differs from the given one. Nothing happens before E_r (dotted)."),
+    code("""table = viz.open_sets_per_epoch(run)
+display(table)
+viz.plot_open_sets(run); plt.show()"""),
+    md("## Candidate-weight trajectories\n\nThe faces whose sets stayed open longest (or that were relabelled)."),
+    code("""samples = viz.interesting_samples(run, 5)
+viz.plot_weight_trajectories(run, samples); plt.show()"""),
+    md("## Relabel events\n\nOld → new label; on SynthFER a ✓ marks a new label that is the face's true class. "
+       "The share of ✓ is the *relabel precision*, which no real dataset can measure."),
+    code("""display(run.relabels.tail(10))
+if len(run.relabels):
+    viz.relabel_gallery(run, 16); plt.show()
+else:
+    print("no relabel events in this run (short runs rarely reach the 0.996 threshold)")"""),
+    md("## Prototypes\n\nCosine similarity between different classes' prototypes: as features become discriminative, "
+       "prototypes separate and the softmax over them (temperature 0.1) becomes decisive."),
+    code("viz.plot_prototypes(run); plt.show()"),
+    md("## Explore\n\nScrub the epochs and pick a sample (needs JupyterLab or Notebook with ipywidgets)."),
+    code("""if interactive:
+    display(viz.candidate_explorer(run))"""),
+    code("""nb.save_results(out_dir, {"run_dir": str(run.path), "epochs": int(len(table)), "open_sets": table["open_sets"].tolist(),
+                           "relabelled": table["relabelled"].tolist(), "relabel_events": int(len(run.relabels)),
+                           "relabel_precision": run.summary.get("relabel_precision"), "samples": samples})"""),
+])
+
+write("03_negative_labels.ipynb", [
+    md("# 03 · Progressive negative learning\n\nAn unlabeled face the model is unsure about gives no pseudo-label, "
+       "but it can still say what the face is **not**. Each visit adds at most one *complementary* label: the "
+       "least likely class not yet ruled out, if its probability is at most δ_neg = 0.01, up to 6 of 7 classes. "
+       "The loss then pushes those probabilities down (`L_n`) and, on the strong view, their sigmoid margins "
+       "apart (`L_sn`)."),
+    code(QUICK_PARAMS.format(n="03"), tags=["parameters"]),
+    code(SETUP + "\n" + QUICK_CHECK + "\n" + RUN_OR_TRAIN),
+    md("## Growth of the complementary sets\n\nLeft: mean |C_i| over unlabeled faces. Right: how many faces hold "
+       "0, 1, ..., 6 negative labels. The sets grow progressively because one class is added per visit."),
+    code("""sizes = viz.negative_sizes(run)
+display(sizes)
+viz.plot_negative_growth(run); plt.show()"""),
+    md("## Which expressions are ruled out for which\n\nRow = the face's true class (SynthFER) or dataset label, "
+       "column = the complementary label. The diagonal counts mistakes: a face's own class ruled out."),
+    code("viz.plot_negative_heatmap(run); plt.show()"),
+    md("## Negative-label precision per class\n\nThe share of complementary labels that are right. Ruling out a "
+       "class at random would be right 6/7 of the time, so precision must beat 0.857 to be informative."),
+    code("""prec = viz.negative_precision_per_class(run)
+display(prec.to_frame())
+viz.plot_negative_precision(run); plt.show()"""),
+    md("## Faces and what they are not"),
+    code("viz.negative_gallery(run, 16); plt.show()"),
+    code("""if interactive:
+    display(viz.negative_explorer(run))"""),
+    code("""m = run.metrics
+nb.save_results(out_dir, {"run_dir": str(run.path), "mean_size": sizes["mean"].tolist(),
+                           "neg_precision": None if "neg_precision" not in m else m["neg_precision"].iloc[-1],
+                           "precision_per_class": prec.to_dict()})"""),
+])
+
+write("04_ablations.ipynb", [
+    md("# 04 · Ablations\n\nA grid of methods and LION switches × label budgets × seeds. Each cell is a training "
+       "run in its own folder; finished cells are reused, failed ones are reported with their log and do not "
+       "stop the grid. `workers > 1` runs cells in parallel processes; `executor='slurm'` sends them to a "
+       "cluster through submitit.\n\nVariants: `supervised`, `fixmatch`, `lion`, `lion-no-ld` (no label "
+       "disambiguation), `lion-no-nl` (no negative learning), `lion-nl-no-progression` (every class below "
+       "δ_neg at once, no memory), `lion-no-sn` (no strong-view negative loss)."),
+    code("""variants = ["supervised", "fixmatch", "lion", "lion-no-ld", "lion-no-nl", "lion-nl-no-progression"]
+budgets = [100, 400, 1000]
+seeds = [0, 1, 2]
+preset = "cpu"
+epochs = None
+iters = None
+synth_size = None
+image_size = None
+workers = 1
+executor = "local"    # local, slurm or submitit-local
+out_dir = "runs/nb04\"""", tags=["parameters"]),
+    code("""import matplotlib.pyplot as plt
+from IPython.display import display
+from lion_kit import nb, sweep
+%matplotlib inline
+nb.check_params({"variants": (list, list(sweep.VARIANTS)), "budgets": (list, None), "seeds": (list, None),
+                 "preset": (str, ("cpu", "smoke", "paper")), "epochs": ((int, type(None)), None),
+                 "iters": ((int, type(None)), None), "synth_size": ((str, type(None)), ("full", "small", "tiny")),
+                 "image_size": ((int, type(None)), None), "workers": (int, None),
+                 "executor": (str, ("local", "slurm", "submitit-local")), "out_dir": (str, None)}, globals())"""),
+    code("""jobs = sweep.make_grid(variants, budgets, seeds, root=f"{out_dir}/runs", preset=preset,
+                       **nb.overrides(epochs=epochs, iters=iters, synth_size=synth_size, image_size=image_size))
+print(len(jobs), "runs")
+df = sweep.run_grid(jobs, workers=workers, executor=executor)
+df.to_csv(f"{out_dir}/runs.csv", index=False)
+df"""),
+    md("## Results\n\nMean ± std over seeds of last-epoch accuracy and mean class accuracy (and, on SynthFER, the "
+       "share of relabels that hit the true class and the precision of negative labels)."),
+    code("""table = sweep.summarize(df)
+table.to_csv(f"{out_dir}/results_table.csv", index=False)
+display(table)"""),
+    code("""fig = sweep.plot_grid(df, "acc"); fig.savefig(f"{out_dir}/accuracy.png", dpi=120, bbox_inches="tight"); plt.show()
+fig = sweep.plot_grid(df, "mca"); fig.savefig(f"{out_dir}/mean_class_accuracy.png", dpi=120, bbox_inches="tight"); plt.show()"""),
+    code("""nb.save_results(out_dir, {"runs": int(len(df)), "failed": int((df["status"] == "failed").sum()),
+                           "table": table.to_dict(orient="records"), "csv": f"{out_dir}/results_table.csv"})"""),
+])
+print("notebooks written")
