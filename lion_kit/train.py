@@ -126,7 +126,7 @@ class Trainer:
                     if f.is_file():
                         f.unlink()
             self.out.mkdir(parents=True, exist_ok=True)
-        self._seed(cfg.seed + self.rank)
+        self._seed(cfg.seed)  # the same initial model on every rank
         self.train_ds, self.test_ds, self.lab_idx, self.unl_idx = build_data(cfg)
         size, pad = cfg.image_size, cfg.crop_padding
         self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad))
@@ -151,9 +151,13 @@ class Trainer:
         ema_sd, sd = self.ema.state_dict(), self.model.state_dict()
         self._ema_pairs = ([ema_sd[k] for k in sd if sd[k].is_floating_point()], [sd[k] for k in sd if sd[k].is_floating_point()])
         self._ema_ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
+        self._buffers = [b for n, b in self.model.named_buffers() if b.is_floating_point()]
         self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
+        self._seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best = 0, 0, [], None
         self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
+        self.timing = []
+        self._sums, self._n, self._seconds = torch.zeros(8, device=self.device), 0, 0.0
         self._stop = None
         if resume:
             self._load(self.out / "last.pt")
@@ -276,6 +280,10 @@ class Trainer:
         loss.backward()
         self.opt.step()
         with torch.no_grad():
+            if self.world > 1:  # BN statistics of each rank's last forward: average them so all ranks agree
+                flat = torch.cat([b.reshape(-1) for b in self._buffers])
+                dist.all_reduce(flat)
+                torch._foreach_copy_(self._buffers, list((flat / self.world).split([b.numel() for b in self._buffers])))
             torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)
             torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - cfg.ema)
             for e, m in self._ema_ints:
@@ -299,7 +307,7 @@ class Trainer:
         model.train(was)
         return torch.cat(preds).numpy()
 
-    def epoch_stats(self, sums, n, epoch, seconds, pred) -> dict:
+    def epoch_stats(self, sums, n, epoch, pred) -> dict:
         cfg, st = self.cfg, self.state
         names = ["loss", "loss_x", "loss_u", "loss_n", "loss_sn", "loss_px", "mask_rate", "ambiguous_rate"]
         avg = (sums / max(n, 1)).tolist()
@@ -330,9 +338,6 @@ class Trainer:
             row["label_acc_now"] = float((st.labels.cpu() == tl).float().mean())
             hits = [tl[i] == new for _, i, _, new in rel]
             row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
-        n_img = cfg.batch_size + (2 * cfg.unlabeled_batch_size if cfg.method != "supervised" else 0)
-        row["seconds"] = seconds
-        row["images_per_s"] = n * n_img * self.world / max(seconds, 1e-9)
         return row, test
 
     # ---- persistence
@@ -340,7 +345,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                 "state": self.state.state_dict(), "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch,
                 "config": dataclasses.asdict(self.cfg), "metrics": self.metrics, "best": self.best,
-                "history": self.hist,
+                "history": self.hist, "timing": self.timing,
+                "partial": {"sums": self._sums, "n": self._n, "seconds": self._seconds},
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
 
@@ -348,7 +354,7 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
         ck = torch.load(path, map_location=self.device, weights_only=False)
-        saved = {k: v for k, v in ck["config"].items() if k not in ("epochs", "out", "workers", "device", "threads")}
+        saved = {k: v for k, v in ck["config"].items() if k not in ("out", "workers", "device", "threads")}
         now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k in saved}
         diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
         if diff:
@@ -356,7 +362,8 @@ class Trainer:
         self.model.load_state_dict(ck["model"]); self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"]); self.state.load_state_dict(ck["state"])
         self.epoch, self.iter_in_epoch = ck["epoch"], ck["iter_in_epoch"]
-        self.metrics, self.best, self.hist = ck["metrics"], ck["best"], ck["history"]
+        self.metrics, self.best, self.hist, self.timing = ck["metrics"], ck["best"], ck["history"], ck["timing"]
+        self._sums, self._n, self._seconds = ck["partial"]["sums"], ck["partial"]["n"], ck["partial"]["seconds"]
         r = ck["rng"]
         torch.set_rng_state(r["torch"].cpu()); np.random.set_state(r["numpy"]); random.setstate(r["python"])
         if r["cuda"] is not None and torch.cuda.is_available():
@@ -367,6 +374,7 @@ class Trainer:
             return
         out, st = self.out, self.state
         write_jsonl(out / "metrics.jsonl", self.metrics)
+        write_jsonl(out / "timing.jsonl", self.timing)
         if self.cfg.history and self.hist["weights"]:
             write_npz(out / "history.npz", **{k: np.stack(v) for k, v in self.hist.items()})
         ids = self.labeled.ids
@@ -405,46 +413,54 @@ class Trainer:
                 skip = self.iter_in_epoch
                 lx = iter(self._loader(self.labeled, cfg.batch_size, 0, skip))
                 lu = iter(self._loader(self.unlabeled, cfg.unlabeled_batch_size, 1, skip)) if cfg.method != "supervised" else None
-                sums, n = torch.zeros(8, device=self.device), 0
-                if skip and self.metrics and len(self.metrics) >= epoch:
-                    pass
-                sums = self._partial_sums if skip and hasattr(self, "_partial_sums") else sums
+                if skip == 0:
+                    self._sums, self._n, self._seconds = torch.zeros(8, device=self.device), 0, 0.0
                 t0 = time.perf_counter()
                 bar = tqdm(range(skip, cfg.iters), desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}",
                            disable=not self.main or os.environ.get("LION_KIT_PROGRESS") == "0", leave=False)
                 self.model.train()
                 for i in bar:
                     it = (epoch - 1) * cfg.iters + i + 1
-                    stats = self.step(next(lx), next(lu) if lu else None, epoch, it)
-                    sums += stats
-                    n += 1
-                    self.iter_in_epoch = i + 1
-                    if i % 25 == 0 and self.main:
+                    try:
+                        xb, ub = next(lx), (next(lu) if lu else None)
+                    except RuntimeError:
+                        if self._stop is None:  # a Ctrl-C in a terminal also ends the loader workers
+                            raise
+                        xb = None
+                    if xb is not None:
+                        stats = self.step(xb, ub, epoch, it)
+                        self._sums += stats
+                        self._n += 1
+                        self.iter_in_epoch = i + 1
+                    if i % 25 == 0 and self.main and xb is not None:
                         bar.set_postfix(loss=f"{stats[0].item():.3f}", mask=f"{stats[6].item():.2f}")
                     if self._stop is not None:
-                        self._partial_sums = sums
+                        self._seconds += time.perf_counter() - t0
                         self.save()
                         raise KeyboardInterrupt(f"signal {self._stop}: checkpoint written to {self.out / 'last.pt'} "
-                                                f"at epoch {epoch}, iteration {i + 1}; continue with --resume")
-                seconds = time.perf_counter() - t0
+                                                f"at epoch {epoch}, iteration {self.iter_in_epoch}; continue with --resume")
+                seconds = self._seconds + time.perf_counter() - t0
                 del lx, lu
                 pred = self.predict()
-                row, test = self.epoch_stats(sums, n, epoch, seconds, pred)
+                row, test = self.epoch_stats(self._sums, self._n, epoch, pred)
                 self.metrics.append(row)
+                n_img = cfg.batch_size + (2 * cfg.unlabeled_batch_size if cfg.method != "supervised" else 0)
+                self.timing.append({"epoch": epoch, "seconds": seconds,
+                                    "images_per_s": self._n * n_img * self.world / max(seconds, 1e-9)})
                 self.epoch, self.iter_in_epoch = epoch, 0
                 if cfg.history:
                     st = self.state
                     self.hist["weights"].append(st.weights.half().cpu().numpy())
                     self.hist["labels"].append(st.labels.cpu().numpy().astype(np.int8))
-                    self.hist["bank"].append(st.bank.cpu().numpy())
-                    self.hist["protos"].append(st.protos.cpu().numpy())
+                    self.hist["bank"].append(st.bank.cpu().numpy().copy())  # .cpu() aliases on CPU
+                    self.hist["protos"].append(st.protos.cpu().numpy().copy())
                 is_best = self.best is None or row["test_acc"] > self.best["test_acc"]
                 if is_best:
                     self.best = {"epoch": epoch, "test_acc": row["test_acc"], "test_mca": row["test_mca"]}
-                self._write_artifacts(test, pred)
-                self.save()
+                self.save()  # the checkpoint first: artifacts are rewritten from it on resume
                 if is_best:
                     self.save("best.pt")
+                self._write_artifacts(test, pred)
                 if self.main:
                     print(f"[{cfg.method}] epoch {epoch}/{cfg.epochs} loss {row['loss']:.3f} test acc {row['test_acc']:.4f} "
                           f"mca {row['test_mca']:.4f} mask {row['mask_rate']:.2f} relabels {row['relabels']} "
@@ -454,7 +470,17 @@ class Trainer:
                 signal.signal(s, h)
         return self.finish(time.perf_counter() - t_start)
 
+    def rank_fingerprints(self) -> list[list[float]]:
+        """Sums of every rank's per-sample state, prototypes, model and EMA; on one process a
+        single row. Ranks that agree have equal rows."""
+        st = self.state
+        v = torch.stack([st.bank.double().sum(), st.weights.double().sum(), st.labels.double().sum(),
+                         st.protos.double().sum(), sum(p.double().sum() for p in self.model.parameters()),
+                         sum(p.double().sum() for p in self.ema.parameters())]).to(self.device)
+        return [t.tolist() for t in self._gather(v[None])[0]] if self.world > 1 else [v.tolist()]
+
     def finish(self, wall) -> dict:
+        fingerprints = self.rank_fingerprints()
         pred = self.predict()
         test = classification_report(pred, self.test_ds.targets)
         last = self.metrics[-1]
@@ -464,13 +490,15 @@ class Trainer:
             "best_epoch": self.best, "per_class_acc": test["per_class_acc"], "confusion": test["confusion"],
             "classes": list(self.train_ds.classes),
             "note": "last_epoch is the headline; best_epoch (chosen on the test split) is the paper's protocol",
-            "wall_s": wall, "train_s": sum(m["seconds"] for m in self.metrics),
-            "images_per_s": float(np.mean([m["images_per_s"] for m in self.metrics])),
+            "wall_s": wall, "train_s": sum(t["seconds"] for t in self.timing),
+            "images_per_s": float(np.mean([t["images_per_s"] for t in self.timing])),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "relabels": last.get("relabels"), "relabel_precision": last.get("relabel_precision"),
             "neg_precision": last.get("neg_precision"), "neg_mean_size": last.get("neg_mean_size"),
             "pretrained": self.pretrained, "world_size": self.world,
+            "ranks_agree": bool(np.allclose(fingerprints, fingerprints[0], rtol=1e-6, atol=1e-6)),
+            "rank_fingerprints": fingerprints,
         }
         if self.test_ds.true_targets is not None:
             t = classification_report(pred, self.test_ds.true_targets)
@@ -521,6 +549,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        raise SystemExit(130)
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps({k: summary[k] for k in ("last_epoch", "best_epoch", "wall_s", "images_per_s")}, indent=1))
     if dist.is_initialized():

@@ -1,0 +1,134 @@
+"""Exact resume after SIGINT / SIGKILL, atomic artifacts, multi-process training, sweeps (issue 6)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lion_kit.train import train
+
+ARGS = ["--preset", "smoke", "--method", "lion", "--epochs", "3", "--iters", "12", "--batch-size", "8",
+        "--unlabeled-batch-size", "8", "--delta-neg", "0.12", "--lr", "0.002"]
+KW = dict(method="lion", epochs=3, iters=12, batch_size=8, unlabeled_batch_size=8, delta_neg=0.12, lr=0.002)
+
+
+def _start(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "lion_kit", "train", *ARGS, *extra, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_epochs(out, n, proc, timeout=300):
+    t = time.time()
+    while time.time() - t < timeout:
+        f = out / "metrics.jsonl"
+        if f.exists() and len(f.read_text().splitlines()) >= n and (out / "last.pt").exists():
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    train("smoke", out=str(out), workers=0, **KW)
+    return out
+
+
+def _same_run(a, b):
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+    assert (a / "relabels.csv").read_text() == (b / "relabels.csv").read_text()
+    ha, hb = np.load(a / "history.npz"), np.load(b / "history.npz")
+    for k in ha.files:
+        assert np.array_equal(ha[k], hb[k]), k
+
+
+def test_sigint_mid_epoch_then_resume_is_exact(reference, tmp_path):
+    out = tmp_path / "run"
+    p = _start(out, "--workers", "0")
+    _wait_for_epochs(out, 1, p)
+    time.sleep(0.6)  # into epoch 2
+    p.send_signal(signal.SIGINT)
+    log = p.communicate(timeout=120)[0]
+    assert p.returncode == 130, log
+    assert "checkpoint written" in log and "--resume" in log
+    assert len((out / "metrics.jsonl").read_text().splitlines()) < 3
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train("smoke", out=str(out), workers=0, **KW)
+    train("smoke", out=str(out), workers=0, resume=True, **KW)
+    _same_run(reference, out)
+
+
+def test_sigkill_between_epochs_then_resume_is_exact_with_loader_workers(tmp_path):
+    ref = tmp_path / "ref"
+    train("smoke", out=str(ref), workers=2, **KW)
+    out = tmp_path / "run"
+    p = _start(out, "--workers", "2")
+    _wait_for_epochs(out, 1, p)
+    p.kill()
+    p.wait()
+    assert not list(out.glob(".*.tmp*"))  # no half-written artifact is left behind
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done < 3
+    train("smoke", out=str(out), workers=2, resume=True, **KW)
+    _same_run(ref, out)
+
+
+def test_resume_refuses_a_different_configuration(reference):
+    with pytest.raises(ValueError, match="configuration differs.*lr"):
+        train("smoke", out=str(reference), workers=0, resume=True, **{**KW, "lr": 0.1})
+
+
+def test_split_file_errors(tmp_path):
+    from lion_kit.config import resolve
+    from lion_kit.train import Trainer
+    with pytest.raises(FileNotFoundError, match="split file not found"):
+        Trainer(resolve("smoke", None, dict(out=str(tmp_path / "a"), split_file=str(tmp_path / "nope.txt"))))
+    with pytest.raises(ValueError, match="no paper split for 123"):
+        Trainer(resolve("smoke", None, dict(out=str(tmp_path / "b"), n_labeled=123)))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on Linux")
+def test_torchrun_two_processes_agree_and_write_once(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "lion_kit", "train", *ARGS, "--epochs", "2", "--iters", "6", "--workers", "0", "--relabel-epoch", "1",
+           "--delta-neg", "0.14", "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["world_size"] == 2 and s["ranks_agree"] is True
+    assert s["rank_fingerprints"][0][0] > 0  # the complementary bank was written to, identically on both ranks
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # written once, not per rank
+    assert r.stdout.count("epoch 2/2") == 1  # only rank 0 reports
+
+
+def test_sweep_reports_failures_and_keeps_going(tmp_path):
+    from lion_kit import sweep
+    jobs = sweep.make_grid(["supervised"], [100], [0], root=str(tmp_path), preset="smoke", epochs=1, iters=2)
+    bad = sweep.make_grid(["lion"], [100], [0], root=str(tmp_path), preset="smoke", epochs=1, iters=2, batch_size=5000)
+    df = sweep.run_grid(jobs + bad, progress=False)
+    assert df.set_index("variant")["status"].to_dict() == {"supervised": "done", "lion": "failed"}
+    failed = df[df.status == "failed"].iloc[0]
+    assert "cannot fill a batch of 5000" in failed["error"] and Path(failed["log"]).read_text()
+    with pytest.raises(ValueError, match="unknown variant"):
+        sweep.make_grid(["lion-typo"])
+
+
+def test_sweep_parallel_workers_and_submitit_local(tmp_path):
+    from lion_kit import sweep
+    jobs = sweep.make_grid(["supervised", "fixmatch"], [100], [0], root=str(tmp_path / "pool"), preset="smoke", epochs=1, iters=2)
+    df = sweep.run_grid(jobs, workers=2, progress=False)
+    assert set(df["status"]) == {"done"}
+    pytest.importorskip("submitit")
+    jobs = sweep.make_grid(["supervised"], [100], [1], root=str(tmp_path / "slurm"), preset="smoke", epochs=1, iters=2)
+    df = sweep.run_grid(jobs, executor="submitit-local", slurm={"timeout_min": 10}, progress=False)
+    assert set(df["status"]) == {"done"}
+    assert (Path(jobs[0]["out"]) / "summary.json").exists()
