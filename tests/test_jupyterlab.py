@@ -1,0 +1,96 @@
+"""JupyterLab in headless Chromium: 02_candidate_evolution runs, its widget renders, and moving
+the epoch slider redraws the plot (issue 4). Debian's chromium is installed here when missing."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+
+
+def _ensure_chromium():
+    if Path(CHROMIUM).exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail("Debian's chromium is needed for this test and cannot be installed here (needs apt-get as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and Path(CHROMIUM).exists(), r.stderr[-2000:]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    _ensure_chromium()
+    import papermill as pm
+    from lion_kit.demo import NOTEBOOKS
+    from lion_kit.train import train
+    run_dir = tmp_path / "run"
+    train("smoke", out=str(run_dir), method="lion", epochs=3, iters=6, relabel_epoch=10, delta_neg=0.14)
+    pm.execute_notebook(str(NOTEBOOKS / "02_candidate_evolution.ipynb"), str(tmp_path / "02.ipynb"),
+                        parameters={"run_dir": str(run_dir), "out_dir": str(tmp_path / "out")}, prepare_only=True)
+    port, token = _free_port(), "lion-kit-test"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                             f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
+                             "--LabApp.news_url=", "--LabServerApp.workspaces_dir=" + str(tmp_path / "ws")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/lab/tree/02.ipynb?token={token}", tmp_path
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_widget_renders_and_slider_changes_the_plot(lab):
+    from playwright.sync_api import sync_playwright
+    url, tmp = lab
+    with sync_playwright() as p:
+        # a fresh --user-data-dir, which playwright passes itself for a persistent context
+        browser = p.chromium.launch_persistent_context(str(tmp / "chrome"), executable_path=CHROMIUM, args=FLAGS,
+                                                       headless=True, viewport={"width": 1400, "height": 1000})
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        page.click("text=Run", timeout=30_000)
+        page.click("text=Run All Cells", timeout=30_000)
+        slider = page.wait_for_selector(".widget-slider .noUi-handle, .widget-slider input[type=range]", timeout=240_000)
+        out = page.locator(".jupyter-widgets .jp-OutputArea-output img").last
+        out.wait_for(timeout=120_000)
+        before = out.get_attribute("src")
+        page.screenshot(path=str(tmp / "before.png"))
+        slider.focus()
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowLeft")
+        deadline = time.time() + 60
+        after = before
+        while time.time() < deadline and after == before:
+            time.sleep(0.5)
+            after = page.locator(".jupyter-widgets .jp-OutputArea-output img").last.get_attribute("src")
+        page.screenshot(path=str(tmp / "after.png"))
+        label = page.locator(".widget-slider .widget-readout").first.inner_text()
+        browser.close()
+    assert before and before.startswith("data:image/png")
+    assert after != before, "moving the epoch slider did not redraw the plot"
+    assert label.strip() == "1"  # 3 epochs, two steps left
