@@ -115,7 +115,7 @@ class Config:
     """bf16 autocast (GPU only)"""
     channels_last: bool = False
     """channels-last memory format (GPU)"""
-    workers: int = 2
+    workers: int = 4
     """data-loader worker processes (0: load in the main process)"""
     threads: int = 0
     """torch CPU threads (0: torch's default)"""
@@ -156,8 +156,10 @@ PRESETS = {
     "paper": {},  # the dataclass defaults are the paper's protocol (RAF-DB, 224 px, 30 x 800)
     # SynthFER at 64 px, 6 x 150 iterations (about 6 minutes of LION on 2 CPU cores). The EMA
     # decay keeps the paper's ratio of EMA time constant to run length roughly (4% -> 11%).
+    # One loader worker: on 2 cores more workers steal time from the compute threads
+    # (`python -m lion_kit bench speed` measures it).
     "cpu": dict(dataset="synthfer", image_size=64, crop_padding=2, epochs=6, iters=150, ema=0.99,
-                workers=2, eval_batch_size=512),
+                workers=1, eval_batch_size=512),
     "smoke": dict(dataset="synthfer", synth_size="small", n_labeled=100, image_size=32, stem="imagenet",
                   crop_padding=1, epochs=2, iters=6, batch_size=8, unlabeled_batch_size=8, workers=0,
                   ema=0.9, eval_batch_size=200),
