@@ -61,7 +61,6 @@ def speed(methods=("supervised", "fixmatch", "lion"), iters=10, rounds=3, preset
             tr.state.load_state_dict({**state, "relabels": torch.zeros(0, 4, dtype=torch.long)})
             out[method] = {"images_per_iter": n_img, "floor_ips": n_img / a, "step_ips": n_img / b,
                            "loader_ips": n_img / c, "step_over_floor": b / a, "loader_over_floor": c / a}
-            del lx, lu, tr
     out["setup"] = {"preset": preset, "iters": iters, "rounds": rounds, "threads": torch.get_num_threads(),
                     "workers": resolve(preset, None, overrides).workers, **overrides}
     return out
@@ -101,7 +100,7 @@ def run(what: str, a) -> dict:
         from .synth import bench_render
         return bench_render(a.size, a.image_size)
     if what == "speed":
-        return speed(tuple(a.methods.split(",")), iters=a.iters)
+        return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset)
     if what == "accuracy":
         return accuracy(a.out, quick=a.quick, workers=a.workers)
     raise ValueError(what)

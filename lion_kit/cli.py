@@ -58,11 +58,6 @@ def cmd_bench(a):
         Path(a.json).write_text(json.dumps(result, indent=1))
 
 
-def cmd_train(a, rest):
-    from .train import main as train_main
-    train_main(rest)
-
-
 def cmd_demo(a):
     from .demo import demo
     demo(a.out, quick=a.quick)
@@ -99,6 +94,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/bench_accuracy", help="accuracy: where runs go")
     p.add_argument("--quick", action="store_true", help="accuracy: a tiny grid (smoke test)")
     p.add_argument("--workers", type=int, default=1, help="accuracy: parallel runs")
+    p.add_argument("--preset", default="cpu", help="speed: the preset whose shapes are measured")
+    p.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds (best of)")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("demo", help="the main job: data, a LION run and the notebooks into --out")
     p.add_argument("--out", default="runs/demo")

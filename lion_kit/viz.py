@@ -260,7 +260,6 @@ def candidate_explorer(run):
     """An ipywidgets control: scrub epochs and pick a labeled sample; shows its face, its
     candidate weights at that epoch and the labeled set's open-set count."""
     import ipywidgets as W
-    from IPython.display import display
     plt = _plt()
     w = run.history["weights"].astype(np.float32)
     ds = run.dataset("train")
@@ -407,3 +406,20 @@ def negative_explorer(run):
     box.draw = draw
     draw()
     return box
+
+
+def readme_figures(run, out, ablation_csv=None):
+    """One figure per notebook (the same calls the notebooks make), for the README."""
+    from pathlib import Path
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = {"01_accuracy.png": plot_accuracy(run), "02_trajectories.png": plot_weight_trajectories(run, interesting_samples(run, 4)),
+            "03_negative_growth.png": plot_negative_growth(run)}
+    if ablation_csv is not None:
+        from .sweep import plot_grid
+        figs["04_ablations.png"] = plot_grid(pd.read_csv(ablation_csv))
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return sorted(figs)

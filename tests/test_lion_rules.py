@@ -176,22 +176,6 @@ def test_state_dict_round_trips():
     assert other.bank[1, 2] and other.weights[0, 1] == 0.5 and other.relabels == [(3, 1, 1, 2)]
 
 
-def test_ema_and_extra_decay_match_the_spec():
-    from lion_kit.train import Trainer
-    torch.manual_seed(0)
-    tr = Trainer.__new__(Trainer)  # only the parameter bookkeeping of step() is exercised here
-    m = torch.nn.Linear(2, 2)
-    ema = torch.nn.Linear(2, 2)
-    ema.load_state_dict(m.state_dict())
-    before = {k: v.clone() for k, v in m.state_dict().items()}
-    floats = list(m.state_dict().values())
-    torch._foreach_mul_(floats, 1 - 0.02 * 5e-4)
-    torch._foreach_lerp_(list(ema.state_dict().values()), floats, 1 - 0.999)
-    for k, v in m.state_dict().items():
-        torch.testing.assert_close(v, before[k] * (1 - 1e-5))
-        torch.testing.assert_close(ema.state_dict()[k], 0.999 * before[k] + 0.001 * before[k] * (1 - 1e-5))
-
-
 def test_config_precedence_and_unknown_keys(tmp_path):
     f = tmp_path / "c.json"
     f.write_text('{"epochs": 3, "lr": 0.1}')

@@ -48,7 +48,7 @@ def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
 
 def test_supervised_and_fixmatch_train(tmp_path):
     for method in ("supervised", "fixmatch"):
-        s = train("smoke", out=str(tmp_path / method), method=method, **SMOKE)
+        train("smoke", out=str(tmp_path / method), method=method, **SMOKE)
         m = load_run(tmp_path / method).metrics
         assert m["loss_x"].iloc[-1] < m["loss_x"].iloc[0]
         if method == "supervised":
@@ -135,3 +135,12 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert "method='mixmatch'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["train", "--preset", "smoke", "--epochz", "3"])
+
+
+def test_bench_speed_writes_the_three_measurements(tmp_path):
+    f = tmp_path / "speed.json"
+    cli(["bench", "speed", "--preset", "smoke", "--iters", "1", "--rounds", "1", "--methods", "supervised,lion", "--json", str(f)])
+    r = json.loads(f.read_text())
+    for m in ("supervised", "lion"):
+        assert {"floor_ips", "step_ips", "loader_ips"} <= set(r[m]) and all(r[m][k] > 0 for k in ("floor_ips", "step_ips", "loader_ips"))
+    assert r["lion"]["images_per_iter"] == 24 and r["supervised"]["images_per_iter"] == 8
