@@ -75,3 +75,15 @@ def test_wrong_parameter_type_is_a_clear_error(tmp_path):
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match="notebook parameter n_labeled='400' has type str; expected int"):
         execute_notebook("01_train.ipynb", tmp_path, {"n_labeled": "400", "out_dir": str(tmp_path), **SMOKE}, html=False)
+
+
+def test_demo_quick_produces_everything_it_promises(tmp_path):
+    from lion_kit.demo import demo
+    demo(tmp_path, quick=True)
+    assert (tmp_path / "sample_grid.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "lion_run" / "summary.json").read_text())["method"] == "lion"
+    for d, name in (("nb01", "01_train"), ("nb02", "02_candidate_evolution"), ("nb03", "03_negative_labels"), ("nb04", "04_ablations")):
+        assert (tmp_path / d / f"{name}.html").stat().st_size > 20_000
+        assert results(tmp_path / d)
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
+        "01_accuracy.png", "02_trajectories.png", "03_negative_growth.png", "04_ablations.png"]
