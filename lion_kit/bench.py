@@ -95,12 +95,26 @@ def _has_tabulate():
         return False
 
 
+def _overrides(pairs) -> dict:
+    import json
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ValueError(f"--set {p!r}: expected KEY=VALUE")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
 def run(what: str, a) -> dict:
     if what == "render":
         from .synth import bench_render
         return bench_render(a.size, a.image_size)
     if what == "speed":
-        return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset)
+        return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset, **_overrides(a.set))
     if what == "accuracy":
         return accuracy(a.out, quick=a.quick, workers=a.workers)
     raise ValueError(what)

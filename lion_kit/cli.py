@@ -96,6 +96,8 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=1, help="accuracy: parallel runs")
     p.add_argument("--preset", default="cpu", help="speed: the preset whose shapes are measured")
     p.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds (best of)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("demo", help="the main job: data, a LION run and the notebooks into --out")
     p.add_argument("--out", default="runs/demo")
