@@ -247,3 +247,15 @@ def test_cli_splits_and_grid(tmp_path):
     import pandas as pd
     t = pd.read_csv(tmp_path / "g" / "class_table.csv")
     assert t["observed"].sum() == 280
+
+
+def test_empty_data_roots_say_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"RAF-DB label file not found: .*EmoLabel/list_patition_label.txt"):
+        load_dataset("rafdb", "train", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="split folder 'train' not found"):
+        load_dataset("folder", "train", root=tmp_path)
+    (tmp_path / "train").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no class folders"):
+        load_dataset("folder", "train", root=tmp_path)
+    with pytest.raises(ValueError, match="rafdb needs root"):
+        load_dataset("rafdb", "train")
