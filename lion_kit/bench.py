@@ -87,6 +87,38 @@ def accuracy(out="runs/bench_accuracy", quick=False, workers=1) -> dict:
     return {"runs": len(df), "failed": int((df["status"] == "failed").sum()), "table": table.to_dict(orient="records")}
 
 
+def confidence(run_dir, n: int = 2000) -> dict:
+    """How confident a run's last checkpoint is on unlabeled faces, against LION's thresholds:
+    quantiles of the top and of the smallest class probability (EMA and raw model), and the
+    shares of faces above tau = 0.8 and with a class at or below delta_neg = 0.01."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+    from .config import Config
+    from .data import IndexedSubset, eval_transform
+    from .runs import load_run
+    from .train import build_data
+    from .model import LionNet
+    run = load_run(run_dir)
+    cfg = Config(**run.config)
+    train, _, _, unl = build_data(cfg)
+    ds = IndexedSubset(train, unl[:n], eval_transform(cfg.image_size))
+    ck = torch.load(f"{run_dir}/last.pt", map_location="cpu", weights_only=False)
+    out = {"run": str(run_dir), "faces": len(ds), "tau": cfg.tau_base, "delta_neg": cfg.delta_neg}
+    for name in ("ema", "model"):
+        m = LionNet(stem=cfg.stem)
+        m.load_state_dict(ck[name])
+        m.eval()
+        with torch.no_grad():
+            p = torch.cat([m(x)[0].softmax(1) for x, _, _ in DataLoader(ds, batch_size=500)])
+        top, low = p.max(1).values.numpy(), p.min(1).values.numpy()
+        out[name] = {"top_prob_q50_q90_q99": np.quantile(top, [0.5, 0.9, 0.99]).round(3).tolist(),
+                     "share_top_ge_tau": float((top >= cfg.tau_base).mean()),
+                     "min_prob_q01_q10_q50": np.quantile(low, [0.01, 0.1, 0.5]).round(4).tolist(),
+                     "share_min_le_delta_neg": float((low <= cfg.delta_neg).mean())}
+    return out
+
+
 def _has_tabulate():
     try:
         import tabulate  # noqa: F401
@@ -115,6 +147,10 @@ def run(what: str, a) -> dict:
         return bench_render(a.size, a.image_size)
     if what == "speed":
         return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset, **_overrides(a.set))
+    if what == "confidence":
+        if not a.run:
+            raise ValueError("bench confidence needs --run <run directory>")
+        return confidence(a.run)
     if what == "accuracy":
         return accuracy(a.out, quick=a.quick, workers=a.workers)
     raise ValueError(what)

@@ -144,3 +144,13 @@ def test_bench_speed_writes_the_three_measurements(tmp_path):
     for m in ("supervised", "lion"):
         assert {"floor_ips", "step_ips", "loader_ips"} <= set(r[m]) and all(r[m][k] > 0 for k in ("floor_ips", "step_ips", "loader_ips"))
     assert r["lion"]["images_per_iter"] == 24 and r["supervised"]["images_per_iter"] == 8
+
+
+def test_bench_confidence_reads_a_run(lion_run):
+    out, _ = lion_run
+    from lion_kit.bench import confidence
+    r = confidence(str(out), n=300)
+    for m in ("ema", "model"):
+        q = r[m]["top_prob_q50_q90_q99"]
+        assert 1 / 7 <= q[0] <= q[1] <= q[2] <= 1 and 0 <= r[m]["share_top_ge_tau"] <= 1
+        assert r[m]["min_prob_q01_q10_q50"][0] <= 1 / 7
