@@ -46,6 +46,9 @@ def cmd_grid(a):
     table = class_table(ds)
     table.to_csv(out / "class_table.csv", index=False)
     print(table.to_string(index=False))
+    if ds.true_targets is not None:
+        agree = sum(o == t for o, t in zip(ds.targets, ds.true_targets)) / len(ds)
+        print(f"observed label = true class for {agree:.1%} of {len(ds)} faces")
     print(f"wrote {out / 'sample_grid.png'} and {out / 'class_table.csv'}")
 
 

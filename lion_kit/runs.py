@@ -85,13 +85,17 @@ class Run:
     relabels: "object"      # pandas DataFrame (iteration, index, id, old, new, true)
     predictions: dict       # test-set pred / target / true (SynthFER) of the last epoch
     split: dict             # labeled / unlabeled dataset indices
+    _datasets: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def dataset(self, split: str = "train"):
-        """The run's dataset (same options), e.g. to show the faces behind its samples."""
-        from .data import load_dataset
-        c = self.config
-        opts = dict(size=c["synth_size"], image_size=c["image_size"], seed=c["synth_seed"]) if c["dataset"] == "synthfer" else {}
-        return load_dataset(c["dataset"], split, root=c["data_root"], **opts)
+        """The run's dataset (same options), e.g. to show the faces behind its samples. Loaded
+        once per split: galleries and widget redraws reuse it."""
+        if split not in self._datasets:
+            from .data import load_dataset
+            c = self.config
+            opts = dict(size=c["synth_size"], image_size=c["image_size"], seed=c["synth_seed"]) if c["dataset"] == "synthfer" else {}
+            self._datasets[split] = load_dataset(c["dataset"], split, root=c["data_root"], **opts)
+        return self._datasets[split]
 
 
 def load_run(path) -> Run:

@@ -43,6 +43,7 @@ def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
     assert len(run.predictions["pred"]) == 400 and "true" in run.predictions
     assert set(run.split) == {"labeled", "unlabeled"} and len(run.split["labeled"]) == 100
     assert {"iteration", "index", "old", "new", "true"} <= set(run.relabels.columns)
+    assert run.dataset("train") is run.dataset("train")  # loaded once, reused by every gallery
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
 
 
