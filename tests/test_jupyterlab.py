@@ -46,38 +46,94 @@ def lab(tmp_path):
                         parameters={"run_dir": str(run_dir), "out_dir": str(tmp_path / "out")}, prepare_only=True)
     port, token = _free_port(), "lion-kit-test"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                             f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
-                             "--LabApp.news_url=", "--LabServerApp.workspaces_dir=" + str(tmp_path / "ws")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    # The server's (and its kernels') output goes to a file: an unread pipe fills up and stalls the server.
+    log = tmp_path / "jupyter.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                                 f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
+                                 "--LabApp.news_url=", "--LabApp.expose_app_in_browser=True",
+                                 "--LabServerApp.workspaces_dir=" + str(tmp_path / "ws")],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
+            assert proc.poll() is None, f"JupyterLab exited early:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/lab/tree/02.ipynb?token={token}", tmp_path
+    yield f"http://127.0.0.1:{port}/lab/tree/02.ipynb?token={token}", tmp_path, log
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# The notebook panel's state, read from JupyterLab's own model: its kernel, and each code cell's
+# errors, stderr and widget views. It is what a failure reports.
+NOTEBOOK_STATE = """() => {
+  const app = window.jupyterapp, panel = app && app.shell.currentWidget;
+  if (!panel || !panel.content || !panel.content.model) return {panel: String(panel)};
+  const cells = panel.content.model.cells, lines = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    for (const o of c.outputs.toJSON()) {
+      if (o.output_type === 'error') lines.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+      else if (o.output_type === 'stream' && o.name === 'stderr') lines.push(`cell ${i} stderr: ${String(o.text).slice(-400)}`);
+      else if (o.data && o.data['application/vnd.jupyter.widget-view+json']) lines.push(`cell ${i}: widget view`);
+    }
+  }
+  const s = panel.sessionContext;
+  return {kernel: s.kernelDisplayName, status: s.kernelDisplayStatus, outputs: lines};
+}"""
+
+RUN_ALL = """async () => {
+  const app = window.jupyterapp, panel = app.shell.currentWidget;
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  return await app.commands.execute('notebook:run-all-cells');
+}"""
+
+SLIDER = ".widget-slider .noUi-handle, .widget-slider input[type=range]"
+PLOT = ".jupyter-widgets .jp-OutputArea-output img"
 
 
 def test_widget_renders_and_slider_changes_the_plot(lab):
     from playwright.sync_api import sync_playwright
-    url, tmp = lab
+    url, tmp, log = lab
     with sync_playwright() as p:
         # a fresh --user-data-dir, which playwright passes itself for a persistent context
         browser = p.chromium.launch_persistent_context(str(tmp / "chrome"), executable_path=CHROMIUM, args=FLAGS,
                                                        headless=True, viewport={"width": 1400, "height": 1000})
         page = browser.new_page()
-        page.goto(url)
-        page.wait_for_selector(".jp-Notebook", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        page.click("text=Run", timeout=30_000)
-        page.click("text=Run All Cells", timeout=30_000)
-        slider = page.wait_for_selector(".widget-slider .noUi-handle, .widget-slider input[type=range]", timeout=240_000)
-        out = page.locator(".jupyter-widgets .jp-OutputArea-output img").last
-        out.wait_for(timeout=120_000)
+        console = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:300]) if m.type in ("error", "warning") else None)
+
+        def fail(what):
+            page.screenshot(path=str(tmp / "failure.png"))
+            try:
+                state = page.evaluate(NOTEBOOK_STATE)
+            except Exception as e:  # the page itself may be what broke
+                state = repr(e)
+            return AssertionError(f"{what}\nnotebook: {state}\nbrowser console (last 15): {console[-15:]}\n"
+                                  f"jupyter log (tail):\n{log.read_text(errors='replace')[-3000:]}")
+
+        try:
+            page.goto(url)
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                                   " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=180_000)
+            ran = page.evaluate(RUN_ALL)
+            if not ran:
+                raise fail("running all cells of 02_candidate_evolution.ipynb in JupyterLab failed")
+            slider = page.wait_for_selector(SLIDER, timeout=120_000)
+            out = page.locator(PLOT).last
+            out.wait_for(timeout=120_000)
+        except AssertionError:
+            raise
+        except Exception as e:
+            raise fail(f"the widget did not render: {e!r}"[:1500]) from None
         before = out.get_attribute("src")
         page.screenshot(path=str(tmp / "before.png"))
         slider.focus()
@@ -87,7 +143,7 @@ def test_widget_renders_and_slider_changes_the_plot(lab):
         after = before
         while time.time() < deadline and after == before:
             time.sleep(0.5)
-            after = page.locator(".jupyter-widgets .jp-OutputArea-output img").last.get_attribute("src")
+            after = page.locator(PLOT).last.get_attribute("src")
         page.screenshot(path=str(tmp / "after.png"))
         label = page.locator(".widget-slider .widget-readout").first.inner_text()
         browser.close()
