@@ -98,7 +98,7 @@ def test_split_file_errors(tmp_path):
 def test_torchrun_two_processes_agree_and_write_once(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "lion_kit", "train", *ARGS, "--epochs", "2", "--iters", "6", "--workers", "0", "--relabel-epoch", "1",
            "--delta-neg", "0.14", "--out", str(out)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
