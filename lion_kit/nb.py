@@ -16,8 +16,12 @@ def check_params(spec: dict, values: dict):
     for name, (types, allowed) in spec.items():
         v = values[name]
         if not isinstance(v, types):
-            want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-            raise TypeError(f"notebook parameter {name}={v!r} has type {type(v).__name__}; expected {want}")
+            types = types if isinstance(types, tuple) else (types,)
+            want = " or ".join(t.__name__ for t in types)
+            hint = ""
+            if list in types and isinstance(v, str):  # papermill -p passes "[100, 400]" as text
+                hint = f" (papermill -p passes lists as text; use -y \"{name}: {v}\")"
+            raise TypeError(f"notebook parameter {name}={v!r} has type {type(v).__name__}; expected {want}{hint}")
         if allowed is not None and v is not None:
             bad = [x for x in (v if isinstance(v, (list, tuple)) else [v]) if x not in allowed]
             if bad:

@@ -133,14 +133,15 @@ def _progress(it, total, on):
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """mean ± std over seeds per (variant, budget) of every metric column."""
+    """mean ± std over seeds per (variant, budget) of every metric column. The std is the sample
+    standard deviation (ddof=1); with one seed there is none, and only the mean is shown."""
     ok = df[df["status"].isin(["done", "reused"])]
     cols = [c for c in ("acc", "mca", "acc_true", "best_acc", "relabel_precision", "neg_precision") if c in ok]
     g = ok.groupby(["variant", "n_labeled"])[cols]
-    mean, std, n = g.mean(), g.std(ddof=0), g.size()
+    mean, std, n = g.mean(), g.std(ddof=1), g.size()
     out = mean.copy()
     for c in cols:
-        out[c] = [("" if pd.isna(m) else f"{m:.3f} ± {0 if pd.isna(s) else s:.3f}") for m, s in zip(mean[c], std[c])]
+        out[c] = [("" if pd.isna(m) else f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}") for m, s in zip(mean[c], std[c])]
     out["seeds"] = n
     order = {v: i for i, v in enumerate(VARIANTS)}
     return out.reset_index().sort_values(["n_labeled", "variant"], key=lambda s: s.map(order) if s.name == "variant" else s)
@@ -151,7 +152,7 @@ def plot_grid(df: pd.DataFrame, metric="acc", ax=None):
     ok = df[df["status"].isin(["done", "reused"])]
     ax = ax or plt.subplots(figsize=(6.5, 3.8))[1]
     for v, g in ok.groupby("variant", sort=False):
-        s = g.groupby("n_labeled")[metric].agg(["mean", "std"]).fillna(0)
+        s = g.groupby("n_labeled")[metric].agg(["mean", "std"]).fillna(0)  # one seed: no error bar
         ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=v)
     ax.set(xscale="log", xlabel="labels", ylabel=metric, title=f"last-epoch {metric} (mean ± std over seeds)")
     ax.set_xticks(sorted(ok["n_labeled"].unique()), [str(x) for x in sorted(ok["n_labeled"].unique())])

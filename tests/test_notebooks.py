@@ -87,3 +87,56 @@ def test_demo_quick_produces_everything_it_promises(tmp_path):
         assert results(tmp_path / d)
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
         "01_accuracy.png", "02_trajectories.png", "03_negative_growth.png", "04_ablations.png"]
+
+
+def _readme_papermill_commands():
+    import shlex
+    from papermill.cli import _resolve_type  # the type inference papermill's own -p applies
+    import yaml
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    cmds = [line for line in readme.splitlines() if line.startswith(".venv/bin/papermill ")]
+    for line in cmds:
+        args, params = shlex.split(line)[1:], {}
+        notebook, i = Path(args[0]).name, 2
+        while i < len(args):
+            if args[i] == "-p":
+                params[args[i + 1]] = _resolve_type(args[i + 2]); i += 3
+            elif args[i] == "-r":
+                params[args[i + 1]] = args[i + 2]; i += 3
+            elif args[i] == "-y":
+                params.update(yaml.safe_load(args[i + 1])); i += 2
+            else:
+                raise AssertionError(f"README papermill command with an option this test does not know: {args[i]}")
+        yield notebook, params
+    assert len(cmds) == 4
+
+
+def test_readme_papermill_commands_pass_their_notebooks_parameter_checks():
+    """Each README command's parameters, as papermill would inject them, pass the notebook's
+    own check cell (without training anything); a list passed with -p is caught with a hint."""
+    import ast
+    for notebook, params in _readme_papermill_commands():
+        cells = nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
+        defaults = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+        check = next(c.source for c in cells if "nb.check_params(" in c.source)
+        tree = ast.parse("\n".join(l for l in check.splitlines() if not l.lstrip().startswith("%")))
+        keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) or "check_params" in ast.unparse(n)]
+        ns = {}
+        exec(defaults, ns)
+        assert set(params) <= set(ns), f"{notebook}: unknown parameters {set(params) - set(ns)}"
+        ns.update(params)
+        exec(ast.unparse(ast.Module(keep, [])), ns)
+        if notebook == "04_ablations.ipynb":
+            ns["budgets"] = "[100, 400]"
+            with pytest.raises(TypeError, match=r"budgets='\[100, 400\]' has type str; expected list .*-y"):
+                exec(ast.unparse(ast.Module(keep, [])), ns)
+
+
+def test_summarize_uses_the_sample_std_and_shows_no_std_for_one_seed():
+    import pandas as pd
+    from lion_kit.sweep import summarize
+    df = pd.DataFrame(dict(variant=["lion", "lion", "supervised", "lion"], n_labeled=100,
+                           status=["done", "reused", "done", "failed"], acc=[0.5, 0.6, 0.4, 0.9], mca=[0.4, 0.5, 0.3, 0.9]))
+    t = summarize(df).set_index("variant")
+    assert t.loc["lion", "acc"] == "0.550 ± 0.071" and t.loc["lion", "seeds"] == 2  # the failed run is left out
+    assert t.loc["supervised", "acc"] == "0.400" and t.loc["supervised", "seeds"] == 1
