@@ -121,15 +121,16 @@ def test_readme_papermill_commands_pass_their_notebooks_parameter_checks():
         check = next(c.source for c in cells if "nb.check_params(" in c.source)
         tree = ast.parse("\n".join(l for l in check.splitlines() if not l.lstrip().startswith("%")))
         keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) or "check_params" in ast.unparse(n)]
+        run_check = compile(ast.Module(keep, []), f"{notebook}: check cell", "exec")
         ns = {}
         exec(defaults, ns)
         assert set(params) <= set(ns), f"{notebook}: unknown parameters {set(params) - set(ns)}"
         ns.update(params)
-        exec(ast.unparse(ast.Module(keep, [])), ns)
+        exec(run_check, ns)
         if notebook == "04_ablations.ipynb":
             ns["budgets"] = "[100, 400]"
             with pytest.raises(TypeError, match=r"budgets='\[100, 400\]' has type str; expected list .*-y"):
-                exec(ast.unparse(ast.Module(keep, [])), ns)
+                exec(run_check, ns)
 
 
 def test_summarize_uses_the_sample_std_and_shows_no_std_for_one_seed():
