@@ -1,4 +1,4 @@
-"""`python -m lion_kit <command>`: splits, grid, train, bench, demo."""
+"""`python -m lion_kit <command>`: splits, grid, train, pretrain, bench, demo."""
 from __future__ import annotations
 
 import argparse
@@ -71,9 +71,13 @@ def main(argv=None):
     if argv and argv[0] == "train":  # train owns its (large) argument list
         from .train import main as train_main
         return train_main(argv[1:])
+    if argv and argv[0] == "pretrain":
+        from .pretrain import main as pretrain_main
+        return pretrain_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m lion_kit", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train", help="train a model (see `python -m lion_kit train --help`)")
+    sub.add_parser("pretrain", help="train the SynthFER face-recognition trunk (see `python -m lion_kit pretrain --help`)")
     p = sub.add_parser("splits", help="draw a labeled split per class and write a split file")
     _dataset_args(p)
     p.add_argument("--n-labeled", type=int, default=None, help="budget from splits/paper_counts.csv")
@@ -110,4 +114,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.cmd == "splits" and (a.n_labeled is None) == (a.counts is None):
         ap.error("splits: give exactly one of --n-labeled or --counts")
-    return a.fn(a)
+    try:
+        return a.fn(a)
+    except (ValueError, TypeError, OSError) as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)

@@ -19,6 +19,34 @@ METHODS = ("supervised", "fixmatch", "lion")
 QUIRKS = ("bank_all_classes", "proto_softmax_all", "open_only_in_relabel_epoch", "bgr")
 
 
+def _interval(lo, hi, lo_open=False, hi_open=False):
+    text = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    return ((lambda v: v > lo) if lo_open else (lambda v: v >= lo),
+            (lambda v: v < hi) if hi_open else (lambda v: v <= hi), f"a value in {text}")
+
+
+def _at_least(lo, what="a number"):
+    return (lambda v: v >= lo), (lambda v: v < math.inf), f"{what} >= {lo}"
+
+
+def _positive():
+    return (lambda v: v > 0), (lambda v: v < math.inf), "a number > 0"
+
+
+# the allowed range of every numeric field: checked before anything runs
+RANGES = {
+    **{f: _interval(0, 1) for f in ("tau_base", "tau_step", "fixmatch_tau", "delta_amb", "collapse_at", "relabel_at", "delta_neg")},
+    **{f: _interval(0, 1, hi_open=True) for f in ("ema", "proto_momentum", "weight_momentum")},
+    **{f: _positive() for f in ("lr", "proto_temp", "sn_ratio", "head_lr_scale")},
+    **{f: _at_least(0) for f in ("weight_decay", "w_x", "w_u", "w_px", "neg_w0", "neg_w_step")},
+    **{f: _at_least(1, "an integer") for f in ("epochs", "iters", "batch_size", "unlabeled_batch_size", "schedule_epochs",
+                                                "relabel_epoch", "eval_batch_size")},
+    **{f: _at_least(0, "an integer") for f in ("crop_padding", "workers", "threads", "unlabeled_pool", "split_seed",
+                                                "synth_seed", "seed")},
+    "image_size": _at_least(16, "an integer"),
+}
+
+
 @dataclasses.dataclass
 class Config:
     method: str = "lion"
@@ -42,7 +70,7 @@ class Config:
     stem: str = "imagenet"
     """ResNet stem: imagenet (7x7/2 + max-pool) or small (3x3/1, no pool; for 32-64 px)"""
     pretrained: str | None = None
-    """local checkpoint for the trunk (e.g. resnet18_msceleb.pth)"""
+    """trunk weights: a local checkpoint (e.g. resnet18_msceleb.pth), synthfer-faces (the kit's identity-pretrained trunk) or none"""
     epochs: int = 30
     """training epochs"""
     iters: int = 800
@@ -51,6 +79,8 @@ class Config:
     """labeled batch size (per process)"""
     unlabeled_batch_size: int = 16
     """unlabeled batch size (per process)"""
+    unlabeled_pool: int = 0
+    """unlabeled faces used: a random subset (split_seed) of this many non-labeled train faces; 0 = all"""
     lr: float = 5e-4
     """Adam learning rate (constant)"""
     weight_decay: float = 0.02
@@ -107,6 +137,10 @@ class Config:
     """comma list of the released script's behaviours to reproduce: bank_all_classes, proto_softmax_all, open_only_in_relabel_epoch, bgr"""
     schedule_epochs: int = 30
     """the paper epochs that tau_e, lambda_n and E_r are written in; the run's epochs map onto them"""
+    short_run: bool = False
+    """map per-visit and per-step quantities (momenta, EMA, negative labels per visit, head rate) so a short run keeps the paper's per-sample dynamics"""
+    head_lr_scale: float = 1.0
+    """learning-rate multiplier of the classifier rows (short_run sets it from the step ratio when left at 1)"""
     seed: int = 0
     """seed of initialisation, data order and augmentation"""
     device: str = "auto"
@@ -132,19 +166,73 @@ class Config:
         bad = [q for q in self.quirk_list if q not in QUIRKS]
         if bad:
             raise ValueError(f"quirks {bad} unknown; expected some of {QUIRKS}")
-        for f, lo in (("epochs", 1), ("iters", 1), ("batch_size", 1), ("unlabeled_batch_size", 1), ("image_size", 16)):
-            if getattr(self, f) < lo:
-                raise ValueError(f"{f}={getattr(self, f)}; expected at least {lo}")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema={self.ema}; expected [0, 1)")
+        for f, (lo, hi, text) in RANGES.items():
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo(v) and hi(v)):
+                raise ValueError(f"{f}={v!r}; expected {text}")
+        if self.n_labeled == 0 or self.n_labeled < -1:
+            raise ValueError(f"n_labeled={self.n_labeled}; expected a budget of splits/paper_counts.csv or -1 (all labels)")
 
     @property
     def quirk_list(self) -> list[str]:
         return [q.strip() for q in self.quirks.split(",") if q.strip()]
 
     def schedule_epoch(self, epoch: int) -> float:
-        """Run epoch (1-based) -> schedule epoch."""
-        return epoch * self.schedule_epochs / self.epochs
+        """Run epoch (1-based) -> schedule epoch: the mean paper epoch of the block the run epoch
+        stands for. With k = schedule_epochs / epochs the block is paper epochs
+        (epoch-1)k+1 .. epoch*k, whose mean is epoch*k - (k-1)/2; k = 1 gives the paper's own e.
+        (Evaluating at the block's end would bias every short-run epoch late.)"""
+        k = self.schedule_epochs / self.epochs
+        return epoch * k - (k - 1) / 2
+
+    # ---- short-run mapping (docs/lion.md, "Short runs"): the paper's per-visit and per-step
+    # constants are applied R times more often in the paper than here, so m -> m**R keeps
+    # their effect per unit of training.
+    PAPER_ITERS, PAPER_BATCH, PAPER_UNLABELED = 800, 16, 12271 - 400
+
+    @property
+    def step_ratio(self) -> float:
+        """Paper iterations / this run's iterations (over the whole schedule)."""
+        return self.schedule_epochs * self.PAPER_ITERS / (self.epochs * self.iters)
+
+    @property
+    def visit_ratio(self) -> float:
+        """Paper draws of labeled faces / this run's: how many paper visits one visit stands for
+        (the label budget is the same in both, so it cancels)."""
+        return self.step_ratio * self.PAPER_BATCH / self.batch_size
+
+    def unlabeled_visit_ratio(self, n_unlabeled: int) -> float:
+        """Visits per unlabeled face in the paper (RAF-DB, 400 labels) / in this run."""
+        paper = self.schedule_epochs * self.PAPER_ITERS * self.PAPER_BATCH / self.PAPER_UNLABELED
+        run = self.epochs * self.iters * self.unlabeled_batch_size / max(n_unlabeled, 1)
+        return paper / run
+
+    @property
+    def run_weight_momentum(self) -> float:
+        return self.weight_momentum ** self.visit_ratio if self.short_run else self.weight_momentum
+
+    @property
+    def run_proto_momentum(self) -> float:
+        return self.proto_momentum ** self.visit_ratio if self.short_run else self.proto_momentum
+
+    @property
+    def run_ema(self) -> float:
+        return self.ema ** self.step_ratio if self.short_run else self.ema
+
+    @property
+    def run_head_lr_scale(self) -> float:
+        """The L2-normalised head's logits are bounded by its row norms, which grow with
+        rate x steps; a short run scales the head's rate by the step ratio (unless set)."""
+        if self.short_run and self.head_lr_scale == 1.0:
+            return self.step_ratio
+        return self.head_lr_scale
+
+    def negatives_per_visit(self, n_unlabeled: int) -> int:
+        """Complementary labels a low-confidence face may gain per visit: 1 in the paper; a short
+        run that visits each face R times less often lets each visit stand for R."""
+        if not self.short_run:
+            return 1
+        return max(1, min(6, round(self.unlabeled_visit_ratio(n_unlabeled))))
 
     @property
     def relabel_run_epoch(self) -> int:
@@ -158,8 +246,8 @@ PRESETS = {
     # decay keeps the paper's ratio of EMA time constant to run length roughly (4% -> 11%).
     # One loader worker: on 2 cores more workers steal time from the compute threads
     # (`python -m lion_kit bench speed` measures it).
-    "cpu": dict(dataset="synthfer", image_size=64, crop_padding=2, epochs=6, iters=150, ema=0.99,
-                workers=1, eval_batch_size=512),
+    "cpu": dict(dataset="synthfer", image_size=64, crop_padding=2, epochs=6, iters=150, short_run=True,
+                pretrained="synthfer-faces", unlabeled_pool=4000, workers=1, eval_batch_size=512),
     "smoke": dict(dataset="synthfer", synth_size="small", n_labeled=100, image_size=32, stem="imagenet",
                   crop_padding=1, epochs=2, iters=6, batch_size=8, unlabeled_batch_size=8, workers=0,
                   ema=0.9, eval_batch_size=200),

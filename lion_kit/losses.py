@@ -178,15 +178,18 @@ class LionState:
         return {"ambiguous": amb, "closed": onehot, "labels": new_y, "weights": new, "pred": pred}
 
     # ---- complementary labels
-    def grow_bank(self, idx, probs, low, delta_neg: float, max_size: int) -> torch.Tensor:
+    def grow_bank(self, idx, probs, low, delta_neg: float, max_size: int, per_visit: int = 1) -> torch.Tensor:
         """Progressive negative learning (spec 2.4): a low-confidence sample gains at most one
-        complementary class per visit, its least likely class not yet in the set, if that
-        probability is <= delta_neg and the set holds fewer than `max_size` classes."""
+        complementary class per visit (`per_visit` in a mapped short run), its least likely
+        classes not yet in the set, if their probability is <= delta_neg and the set holds
+        fewer than `max_size` classes."""
         rows = self.bank[idx]
         p = probs.detach().masked_fill(rows, float("inf"))
-        val, c = p.min(1)
-        add = low & (val <= delta_neg) & (rows.sum(1) < max_size)
-        rows = rows | (F.one_hot(c, self.K).bool() & add[:, None])
+        order = p.argsort(dim=1, stable=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(self.K, device=p.device).expand_as(order))
+        room = (max_size - rows.sum(1)).clamp(0, per_visit)
+        add = low[:, None] & (p <= delta_neg) & (rank < room[:, None])
+        rows = rows | add
         self.bank[idx] = rows
         return rows
 

@@ -175,9 +175,12 @@ def _rgb(v):
 
 
 def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: float,
-                supersample: int = 2) -> np.ndarray:
-    """Render one face (H x W x 3 uint8) from its AU vector; identity, pose, lighting and
-    nuisances come from `rng`."""
+                supersample: int = 2, identity: np.random.Generator | None = None) -> np.ndarray:
+    """Render one face (H x W x 3 uint8) from its AU vector; pose, lighting and nuisances come
+    from `rng`. Identity (face shape, skin, hair, eyes, brows, lips, glasses) comes from
+    `identity` when given (a generator seeded per person, so that several faces share it: the
+    identity set of `lion_kit pretrain`), else from `rng` (one person per face)."""
+    ident = rng if identity is None else identity
     a = dict(zip(AUS, au))
     S = size * supersample
     bg = rng.uniform(30, 230, 3)
@@ -190,27 +193,27 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
             [x0, y0, x0 + w, y0 + h], fill=_rgb(bg + rng.normal(0, 40, 3)))
     P = lambda x, y: (x * S, y * S)  # noqa: E731
 
-    skin = np.array([rng.uniform(90, 245), 0, 0]); skin[1] = skin[0] * rng.uniform(0.7, 0.85)
-    skin[2] = skin[1] * rng.uniform(0.75, 0.95)
+    skin = np.array([ident.uniform(90, 245), 0, 0]); skin[1] = skin[0] * ident.uniform(0.7, 0.85)
+    skin[2] = skin[1] * ident.uniform(0.75, 0.95)
     dark = skin * 0.55
-    hair = _rgb(rng.choice([[30, 20, 15], [80, 50, 20], [150, 110, 60], [200, 170, 110],
-                            [60, 60, 60], [120, 40, 20]]) + rng.normal(0, 10, 3))
+    hair = _rgb(ident.choice([[30, 20, 15], [80, 50, 20], [150, 110, 60], [200, 170, 110],
+                            [60, 60, 60], [120, 40, 20]]) + ident.normal(0, 10, 3))
     cx, cy = 0.5, 0.53
-    fw, fh = rng.uniform(0.27, 0.33), rng.uniform(0.33, 0.39)
+    fw, fh = ident.uniform(0.27, 0.33), ident.uniform(0.33, 0.39)
     jaw_open = a["jaw_drop"] * 0.05
-    if rng.random() < 0.85:  # hair mass behind the head
-        d.ellipse([P(cx - fw - 0.04, cy - fh - 0.06), P(cx + fw + 0.04, cy + fh * rng.uniform(0.0, 0.7))], fill=hair)
+    if ident.random() < 0.85:  # hair mass behind the head
+        d.ellipse([P(cx - fw - 0.04, cy - fh - 0.06), P(cx + fw + 0.04, cy + fh * ident.uniform(0.0, 0.7))], fill=hair)
     d.rectangle([P(cx - 0.11, cy + 0.2), P(cx + 0.11, 1.05)], fill=_rgb(skin * 0.9))  # neck
     d.ellipse([P(cx - fw - 0.03, cy - 0.06), P(cx - fw + 0.03, cy + 0.07)], fill=_rgb(skin * 0.95))
     d.ellipse([P(cx + fw - 0.03, cy - 0.06), P(cx + fw + 0.03, cy + 0.07)], fill=_rgb(skin * 0.95))
     d.ellipse([P(cx - fw, cy - fh), P(cx + fw, cy + fh + jaw_open)], fill=_rgb(skin))
-    if rng.random() < 0.6:  # fringe
-        d.chord([P(cx - fw, cy - fh - 0.02), P(cx + fw, cy - fh + rng.uniform(0.12, 0.3))], 180, 360, fill=hair)
+    if ident.random() < 0.6:  # fringe
+        d.chord([P(cx - fw, cy - fh - 0.02), P(cx + fw, cy - fh + ident.uniform(0.12, 0.3))], 180, 360, fill=hair)
 
     # eyes
-    ey, es, er = cy - 0.06, rng.uniform(0.095, 0.125), rng.uniform(0.04, 0.055)
+    ey, es, er = cy - 0.06, ident.uniform(0.095, 0.125), ident.uniform(0.04, 0.055)
     open_h = er * np.clip(0.5 + 0.65 * a["upper_lid_raise"] - 0.35 * a["lid_tighten"] - 0.3 * a["cheek_raise"], 0.08, 1.3)
-    iris = _rgb(rng.choice([[60, 40, 20], [40, 90, 140], [70, 110, 60], [30, 30, 30]]))
+    iris = _rgb(ident.choice([[60, 40, 20], [40, 90, 140], [70, 110, 60], [30, 30, 30]]))
     for side in (-1, 1):
         ex = cx + side * es
         d.ellipse([P(ex - er, ey - open_h), P(ex + er, ey + open_h)], fill=(240, 240, 235), outline=_rgb(dark), width=max(1, S // 64))
@@ -225,8 +228,8 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
             d.line([P(ex + side * er * 1.1, ey + 0.005), P(ex + side * er * 1.5, ey + 0.02)], fill=_rgb(dark), width=max(1, S // 96))
 
     # brows: inner ends rise with AU1, outer with AU2, both fall and knit with AU4
-    bw = max(1, int(S * rng.uniform(0.018, 0.03)))
-    by = ey - er - rng.uniform(0.03, 0.05)
+    bw = max(1, int(S * ident.uniform(0.018, 0.03)))
+    by = ey - er - ident.uniform(0.03, 0.05)
     for side in (-1, 1):
         ex = cx + side * es
         inner = (ex - side * er * (1.0 - 0.5 * a["brow_lower"]), by - 0.07 * a["inner_brow_raise"] + 0.045 * a["brow_lower"])
@@ -258,12 +261,12 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
 
     # mouth
     my = cy + 0.19 + 0.5 * jaw_open
-    mw = 0.09 * (1 + 0.45 * a["lip_stretch"] + 0.25 * max(a["lip_corner"], 0) - 0.25 * a["lip_press"]) * rng.uniform(0.9, 1.1)
+    mw = 0.09 * (1 + 0.45 * a["lip_stretch"] + 0.25 * max(a["lip_corner"], 0) - 0.25 * a["lip_press"]) * ident.uniform(0.9, 1.1)
     corner = my - 0.055 * a["lip_corner"] - 0.01 * a["lip_stretch"]
     top = my - 0.012 - 0.035 * a["upper_lip_raise"] - 0.01 * a["jaw_drop"]
     gap = 0.13 * a["jaw_drop"] + 0.03 * a["lip_stretch"] * a["jaw_drop"] + 0.02 * max(a["lip_corner"], 0) ** 2
     bottom = my + 0.012 + gap - 0.008 * a["lip_press"]
-    thick = 0.018 * (1 - 0.75 * a["lip_press"]) * rng.uniform(0.8, 1.2)
+    thick = 0.018 * (1 - 0.75 * a["lip_press"]) * ident.uniform(0.8, 1.2)
     lip = _rgb(skin * np.array([0.8, 0.5, 0.5]))
     L, R = (cx - mw, corner), (cx + mw, corner)
     upper_in = _quad(P(*L), P(cx, top + thick + 0.006 * a["lip_corner"]), P(*R))
@@ -281,8 +284,8 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
             d.line(_quad(P(cx + side * nw * 1.4, ny), P(cx + side * (mw + 0.03), my - 0.04), P(cx + side * (mw + 0.01), corner + 0.02)),
                    fill=_rgb(dark * 1.1), width=max(1, S // 96))
 
-    if rng.random() < 0.2:  # glasses
-        col = _rgb(rng.uniform(0, 90, 3))
+    if ident.random() < 0.2:  # glasses
+        col = _rgb(ident.uniform(0, 90, 3))
         gr = er * 1.6
         for side in (-1, 1):
             d.ellipse([P(cx + side * es - gr, ey - gr * 0.8), P(cx + side * es + gr, ey + gr * 0.8)], outline=col, width=max(1, S // 64))

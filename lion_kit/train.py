@@ -33,6 +33,9 @@ from .model import LionNet, load_pretrained
 from .runs import holds_run, save_torch, write_json, write_jsonl, write_npz, atomic_write_text
 
 
+# per-iteration statistics averaged over an epoch (metrics.jsonl), in Trainer.step's order
+STATS = ("loss", "loss_x", "loss_u", "loss_n", "loss_sn", "loss_px", "mask_rate", "ambiguous_rate", "unlabeled_top_prob")
+
 # ----------------------------------------------------------------------------- set-up
 
 def setup_distributed() -> tuple[int, int]:
@@ -98,6 +101,8 @@ def build_data(cfg: C.Config):
     unl = np.flatnonzero(~taken)
     if len(unl) == 0:  # every label used: the unlabeled stream sees the whole set
         unl = np.arange(len(train))
+    if 0 < cfg.unlabeled_pool < len(unl):  # a smaller pool: more visits per face in a short run
+        unl = np.sort(np.random.default_rng([cfg.split_seed, 11]).choice(unl, cfg.unlabeled_pool, replace=False))
     return train, test, np.asarray(lab), unl
 
 
@@ -133,7 +138,9 @@ class Trainer:
             _ = self.train_ds.images, self.test_ds.images
 
         self.model = LionNet(NUM_CLASSES, stem=cfg.stem).to(self.device)
-        self.pretrained = load_pretrained(self.model, cfg.pretrained) if cfg.pretrained else None
+        from .pretrain import resolve as resolve_pretrained
+        weights = resolve_pretrained(cfg.pretrained, log=print if self.main else (lambda *a: None))
+        self.pretrained = load_pretrained(self.model, weights) if weights else None
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = LionNet(NUM_CLASSES, stem=cfg.stem).to(self.device)
@@ -143,18 +150,21 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        head = [self.model.fc.weight, self.model.fc.bias]
+        trunk = [p for p in self.model.parameters() if all(p is not h for h in head)]
+        self.opt = torch.optim.Adam([{"params": trunk}, {"params": head, "lr": cfg.lr * cfg.run_head_lr_scale}], lr=cfg.lr)
         self._floats = [t for t in self.model.state_dict().values() if t.is_floating_point()]
         ema_sd, sd = self.ema.state_dict(), self.model.state_dict()
         self._ema_pairs = ([ema_sd[k] for k in sd if sd[k].is_floating_point()], [sd[k] for k in sd if sd[k].is_floating_point()])
         self._ema_ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
         self._buffers = [b for n, b in self.model.named_buffers() if b.is_floating_point()]
         self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
+        self._ema_decay, self._neg_per_visit = cfg.run_ema, cfg.negatives_per_visit(len(self.unl_idx))
         self._seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best = 0, 0, [], None
         self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
         self.timing = []
-        self._sums, self._n, self._seconds = torch.zeros(8, device=self.device), 0, 0.0
+        self._sums, self._n, self._seconds = torch.zeros(len(STATS), device=self.device), 0, 0.0
         self._stop = None
         if resume:
             self._load(self.out / "last.pt")
@@ -190,7 +200,7 @@ class Trainer:
     def _params(self, epoch):
         cfg = self.cfg
         return types.SimpleNamespace(
-            delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.weight_momentum,
+            delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.run_weight_momentum,
             collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
             neutral=NEUTRAL, quirk_proto_softmax_all="proto_softmax_all" in cfg.quirk_list,
             quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in cfg.quirk_list,
@@ -241,24 +251,25 @@ class Trainer:
         if lion:
             gf, gy, gu = self._gather(f_x.detach().float(), gy, proto_use) if not disamb else (gf, gy, proto_use)
             running = epoch == 1 or epoch == cfg.relabel_run_epoch
-            st.update_prototypes(gf, gy, gu, running=running, momentum=cfg.proto_momentum)
+            st.update_prototypes(gf, gy, gu, running=running, momentum=cfg.run_proto_momentum)
         L_u = L_n = L_sn = zero
-        mask_rate = zero
+        mask_rate = top_prob = zero
         if semi:
             logits_uw, logits_s = logits_uw.float(), logits_s.float()
             p_u = logits_uw.softmax(1)
             tau = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
             L_u, mask, pseudo = L.pseudo_label_loss(logits_s, p_u.detach(), tau)
             mask_rate = mask.float().mean()
+            top_prob = p_u.detach().max(1).values.mean()
             if lion:
                 g = self._gather(f_u.detach().float(), pseudo, mask, iu, p_u.detach())
-                st.update_prototypes(g[0], g[1], g[2], running=epoch == 1, momentum=cfg.proto_momentum)
+                st.update_prototypes(g[0], g[1], g[2], running=epoch == 1, momentum=cfg.run_proto_momentum)
             if lion and cfg.negative:
                 low = ~mask
                 if cfg.progressive:
                     max_size = NUM_CLASSES if "bank_all_classes" in cfg.quirk_list else NUM_CLASSES - 1
                     giu, gp, glow = g[3], g[4], ~g[2]
-                    rows = st.grow_bank(giu, gp, glow, cfg.delta_neg, max_size)
+                    rows = st.grow_bank(giu, gp, glow, cfg.delta_neg, max_size, self._neg_per_visit)
                     lo = self.rank * len(iu)
                     neg = rows[lo:lo + len(iu)] & low[:, None]
                 else:
@@ -282,10 +293,10 @@ class Trainer:
                 dist.all_reduce(flat)
                 torch._foreach_copy_(self._buffers, list((flat / self.world).split([b.numel() for b in self._buffers])))
             torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)
-            torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - cfg.ema)
+            torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - self._ema_decay)
             for e, m in self._ema_ints:
                 e.copy_(m)
-        return torch.stack([loss, L_x, L_u, L_n, L_sn, L_px, mask_rate, ambiguous.float().mean()]).detach()
+        return torch.stack([loss, L_x, L_u, L_n, L_sn, L_px, mask_rate, ambiguous.float().mean(), top_prob]).detach()
 
     # ---- evaluation
     @torch.no_grad()
@@ -306,9 +317,10 @@ class Trainer:
 
     def epoch_stats(self, sums, n, epoch, pred) -> dict:
         cfg, st = self.cfg, self.state
-        names = ["loss", "loss_x", "loss_u", "loss_n", "loss_sn", "loss_px", "mask_rate", "ambiguous_rate"]
         avg = (sums / max(n, 1)).tolist()
-        row = {"epoch": epoch, "iteration": epoch * cfg.iters, **dict(zip(names, avg))}
+        row = {"epoch": epoch, "iteration": epoch * cfg.iters, **dict(zip(STATS, avg))}
+        # the logits of the L2-normalised head are bounded by these norms: they gate every threshold
+        row["head_norms"] = [round(float(v), 4) for v in self.model.fc.weight.detach().norm(dim=1)]
         e_s = cfg.schedule_epoch(epoch)
         row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
         row["lambda_n"] = L.negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step) if cfg.method == "lion" and cfg.negative else 0.0
@@ -411,7 +423,7 @@ class Trainer:
                 lx = iter(self._loader(self.labeled, cfg.batch_size, 0, skip))
                 lu = iter(self._loader(self.unlabeled, cfg.unlabeled_batch_size, 1, skip)) if cfg.method != "supervised" else None
                 if skip == 0:
-                    self._sums, self._n, self._seconds = torch.zeros(8, device=self.device), 0, 0.0
+                    self._sums, self._n, self._seconds = torch.zeros(len(STATS), device=self.device), 0, 0.0
                 t0 = time.perf_counter()
                 bar = tqdm(range(skip, cfg.iters), desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}",
                            disable=not self.main or os.environ.get("LION_KIT_PROGRESS") == "0", leave=False)

@@ -35,10 +35,44 @@ def test_schedules():
 
 def test_schedule_scaling_keeps_the_paper_shape():
     paper = Config()
-    assert paper.schedule_epoch(10) == 10 and paper.relabel_run_epoch == 10
-    short = Config(epochs=6)
-    assert short.schedule_epoch(2) == 10 and short.relabel_run_epoch == 2
+    assert [paper.schedule_epoch(e) for e in (1, 10, 30)] == [1, 10, 30] and paper.relabel_run_epoch == 10
+    short = Config(epochs=6)  # run epoch e stands for paper epochs 5e-4 .. 5e: their mean is 5e-2
+    assert [short.schedule_epoch(e) for e in range(1, 7)] == pytest.approx([3, 8, 13, 18, 23, 28])
+    assert short.relabel_run_epoch == 2
+    # tau_e is linear, so the run epoch gets exactly the mean of its block's paper values
+    block = [L.confidence_threshold(e) for e in range(6, 11)]
+    assert L.confidence_threshold(short.schedule_epoch(2)) == pytest.approx(sum(block) / 5)
+    # lambda_n reaches 0 after 37% of the run (paper epoch 16 of 30), not at half of it
+    lam = [L.negative_weight(short.schedule_epoch(e)) for e in range(1, 7)]
+    assert lam == pytest.approx([0.195, 0.12, 0.045, 0, 0, 0])
     assert Config(epochs=4).relabel_run_epoch == 2  # 10/30 of 4 epochs = 1.33 -> epoch 2
+
+
+def test_short_run_maps_per_visit_and_per_step_constants():
+    paper = resolve("paper")
+    assert (paper.run_weight_momentum, paper.run_proto_momentum, paper.run_ema, paper.run_head_lr_scale) == (0.99, 0.99, 0.999, 1.0)
+    assert paper.negatives_per_visit(11871) == 1
+    cpu = resolve("cpu")
+    # 30 x 800 x 16 labeled draws in the paper, 6 x 150 x 16 here: one visit stands for 26.7
+    assert cpu.visit_ratio == pytest.approx(30 * 800 / (6 * 150))
+    assert cpu.run_weight_momentum == pytest.approx(0.99 ** 26.667, rel=1e-4)
+    # the mapped momentum moves a weight as far in one visit as the paper's does in 26.7
+    w = 0.0
+    for _ in range(800 * 30 // (150 * 6) * 3):  # 80 paper visits = 3 mapped ones
+        w = 0.99 * w + 0.01
+    w_run = 0.0
+    for _ in range(3):
+        w_run = cpu.run_weight_momentum * w_run + (1 - cpu.run_weight_momentum)
+    assert w_run == pytest.approx(w, abs=0.01)
+    assert cpu.run_ema == pytest.approx(0.999 ** 26.667, rel=1e-4)
+    assert cpu.run_head_lr_scale == pytest.approx(26.667, rel=1e-4)
+    assert resolve("cpu", overrides={"head_lr_scale": 3.0}).run_head_lr_scale == 3.0
+    # 2,000 unlabeled faces: each is visited 7.2 times here against 32.3 in the paper -> 4 per visit
+    assert cpu.negatives_per_visit(2000) == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 2000)) == 4
+    assert cpu.negatives_per_visit(4000) == 6  # 9.0, capped at K - 1
+    assert cpu.negatives_per_visit(100) == 1 and cpu.negatives_per_visit(10**6) == 6
+    raw = resolve("cpu", overrides={"short_run": False})
+    assert (raw.run_weight_momentum, raw.run_ema, raw.negatives_per_visit(4000)) == (0.99, 0.999, 1)
 
 
 def test_ambiguity_opens_a_closed_set_with_model_probabilities():
@@ -117,6 +151,21 @@ def test_bank_grows_one_class_per_visit_up_to_k_minus_1_and_never_above_delta():
     st.bank[0, :6] = True
     st.grow_bank(torch.tensor([0]), p[:1], torch.tensor([True]), 1.0, K)  # the script's |C| < K quirk
     assert st.bank[0].all()
+
+
+def test_bank_grows_several_classes_per_visit_in_a_mapped_short_run():
+    st = L.LionState(torch.tensor([0]), 3, K, 2)
+    p = probs([0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022],   # three classes <= 0.01
+              [0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022],
+              [0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022])
+    st.bank[2, 5] = True  # already holds one; max size 2 leaves room for one more
+    st.grow_bank(torch.tensor([0, 1, 2]), p, torch.tensor([True, True, False]), 0.01, K - 1, per_visit=2)
+    assert st.bank[0].tolist() == [False, False, True, False, False, True, False]  # the two least likely
+    st.grow_bank(torch.tensor([0]), p[:1], torch.tensor([True]), 0.01, K - 1, per_visit=2)
+    assert st.bank[0].tolist() == [True, False, True, False, False, True, False]  # then the third, nothing above delta
+    assert st.bank[2].tolist() == [False] * 5 + [True, False]  # high confidence: unchanged
+    st.grow_bank(torch.tensor([1]), p[:1], torch.tensor([True]), 0.01, 2, per_visit=6)
+    assert st.bank[1].tolist() == [False, False, True, False, False, True, False]  # capped by max_size
 
 
 def test_instant_negatives_ablation():

@@ -132,3 +132,29 @@ def test_sweep_parallel_workers_and_submitit_local(tmp_path):
     df = sweep.run_grid(jobs, executor="submitit-local", slurm={"timeout_min": 10}, progress=False)
     assert set(df["status"]) == {"done"}
     assert (Path(jobs[0]["out"]) / "summary.json").exists()
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--delta-neg", "2", "delta_neg=2.0; expected a value in [0, 1]"),
+    ("--ema", "1", "ema=1.0; expected a value in [0, 1)"),
+    ("--lr", "0", "lr=0.0; expected a number > 0"),
+    ("--iters", "0", "iters=0; expected an integer >= 1"),
+    ("--w-u", "-0.5", "w_u=-0.5; expected a number >= 0"),
+    ("--weight-momentum", "1.5", "weight_momentum=1.5; expected a value in [0, 1)"),
+])
+def test_out_of_range_values_are_refused_before_a_run(tmp_path, flag, value, expected):
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "train", "--preset", "smoke", flag, value,
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {expected}"
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_commands_print_one_error_line_on_bad_input(tmp_path, folder_root):
+    import shutil
+    no_neutral = tmp_path / "fer"
+    shutil.copytree(folder_root, no_neutral)
+    shutil.rmtree(no_neutral / "train" / "neutral")
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "splits", "--dataset", "folder", "--data-root", str(no_neutral),
+                        "--counts", "1,1,1,1,1,1,1", "--out", str(tmp_path / "s.txt")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and "neutral" in r.stderr and len(r.stderr.strip().splitlines()) == 1
