@@ -37,8 +37,8 @@ def _positive():
 RANGES = {
     **{f: _interval(0, 1) for f in ("tau_base", "tau_step", "fixmatch_tau", "delta_amb", "collapse_at", "relabel_at", "delta_neg")},
     **{f: _interval(0, 1, hi_open=True) for f in ("ema", "proto_momentum", "weight_momentum")},
-    **{f: _positive() for f in ("lr", "proto_temp", "sn_ratio", "head_lr_scale")},
-    **{f: _at_least(0) for f in ("weight_decay", "w_x", "w_u", "w_px", "neg_w0", "neg_w_step")},
+    **{f: _positive() for f in ("lr", "proto_temp", "sn_ratio")},
+    **{f: _at_least(0) for f in ("head_lr_scale", "weight_decay", "w_x", "w_u", "w_px", "neg_w0", "neg_w_step")},
     **{f: _at_least(1, "an integer") for f in ("epochs", "iters", "batch_size", "unlabeled_batch_size", "schedule_epochs",
                                                 "relabel_epoch", "eval_batch_size")},
     **{f: _at_least(0, "an integer") for f in ("crop_padding", "workers", "threads", "unlabeled_pool", "split_seed",
@@ -139,8 +139,8 @@ class Config:
     """the paper epochs that tau_e, lambda_n and E_r are written in; the run's epochs map onto them"""
     short_run: bool = False
     """map per-visit and per-step quantities (momenta, EMA, negative labels per visit, head rate) so a short run keeps the paper's per-sample dynamics"""
-    head_lr_scale: float = 1.0
-    """learning-rate multiplier of the classifier rows (short_run sets it from the step ratio when left at 1)"""
+    head_lr_scale: float = 0.0
+    """learning-rate multiplier of the classifier rows; 0: automatic (the step ratio with short_run, else 1)"""
     seed: int = 0
     """seed of initialisation, data order and augmentation"""
     device: str = "auto"
@@ -223,9 +223,9 @@ class Config:
     def run_head_lr_scale(self) -> float:
         """The L2-normalised head's logits are bounded by its row norms, which grow with
         rate x steps; a short run scales the head's rate by the step ratio (unless set)."""
-        if self.short_run and self.head_lr_scale == 1.0:
-            return self.step_ratio
-        return self.head_lr_scale
+        if self.head_lr_scale:
+            return self.head_lr_scale
+        return self.step_ratio if self.short_run else 1.0
 
     def negatives_per_visit(self, n_unlabeled: int) -> int:
         """Complementary labels a low-confidence face may gain per visit: 1 in the paper; a short

@@ -67,6 +67,7 @@ def test_short_run_maps_per_visit_and_per_step_constants():
     assert cpu.run_ema == pytest.approx(0.999 ** 26.667, rel=1e-4)
     assert cpu.run_head_lr_scale == pytest.approx(26.667, rel=1e-4)
     assert resolve("cpu", overrides={"head_lr_scale": 3.0}).run_head_lr_scale == 3.0
+    assert resolve("cpu", overrides={"head_lr_scale": 1.0}).run_head_lr_scale == 1.0
     # 2,000 unlabeled faces: each is visited 7.2 times here against 32.3 in the paper -> 4 per visit
     assert cpu.negatives_per_visit(2000) == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 2000)) == 4
     assert cpu.negatives_per_visit(4000) == 6  # 9.0, capped at K - 1
