@@ -85,9 +85,48 @@ class IndexedSubset(Dataset):
     def __len__(self):
         return len(self.indices)
 
-    def __getitem__(self, j):
+    def __getitem__(self, key):
+        """`key` is a position j, or (j, draw seed) from :class:`InfiniteBatchSampler`: the
+        augmentation is then a pure function of the draw, whatever process applies it."""
+        j, seed = key if isinstance(key, tuple) else (key, None)
         img = self.base.raw(int(self.indices[j]))
-        return (self.transform(img) if self.transform else img), self.targets[j], j
+        if self.transform is None:
+            return img, self.targets[j], j
+        if seed is None:
+            return self.transform(img), self.targets[j], j
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG (dropout, ...) is left as it was
+            torch.manual_seed(seed)
+            return self.transform(img), self.targets[j], j
+
+
+class InfiniteBatchSampler(torch.utils.data.Sampler):
+    """Endless batches of ``(position, draw seed)``: a fresh permutation per pass (remainder
+    dropped, so no batch repeats a sample), seeded by (seed, epoch, stream); rank r of w takes
+    every w-th batch; `skip` batches are passed over, which is how a run resumes mid-epoch.
+
+    Each draw carries its own augmentation seed, a function of (seed, epoch, stream, draw
+    number) only, so the augmented pixels do not depend on the number of loader workers, on
+    which worker loads a batch, or on where a run was interrupted and resumed."""
+
+    def __init__(self, n: int, batch: int, seed: int, epoch: int, stream: int, rank=0, world=1, skip=0):
+        if n < batch:
+            raise ValueError(f"{n} samples cannot fill a batch of {batch}; lower the batch size")
+        self.n, self.batch, self.rank, self.world, self.skip = n, batch, rank, world, skip
+        self.seed = (seed * 1_000_003 + epoch * 101 + stream) % 2**62
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        k = 0
+        while True:
+            perm = torch.randperm(self.n, generator=g)
+            for b in range(self.n // self.batch):
+                if k % self.world == self.rank and k // self.world >= self.skip:
+                    base = (self.seed * 7919 + k * self.batch) % 2**62
+                    yield [(j, base + i) for i, j in enumerate(perm[b * self.batch:(b + 1) * self.batch].tolist())]
+                k += 1
+
+    def __len__(self):
+        return 2**62
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from . import config as C
 from . import losses as L
-from .data import (IndexedSubset, TwoViews, draw_split, eval_transform, load_dataset,
+from .data import (IndexedSubset, InfiniteBatchSampler, TwoViews, draw_split, eval_transform, load_dataset,
                    read_split_file, strong_transform, weak_transform)
 from .labels import NEUTRAL, NUM_CLASSES
 from .metrics import classification_report
@@ -58,31 +58,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and dist.is_initialized():
         name = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return torch.device(name)
-
-
-class InfiniteBatchSampler(Sampler):
-    """Endless batches: a fresh permutation per pass (remainder dropped, so no batch repeats a
-    sample), seeded by (seed, epoch, stream); rank r of w takes every w-th batch. `skip`
-    batches are passed over, which is how a run resumes mid-epoch in the same data order."""
-
-    def __init__(self, n: int, batch: int, seed: int, epoch: int, stream: int, rank=0, world=1, skip=0):
-        if n < batch:
-            raise ValueError(f"{n} samples cannot fill a batch of {batch}; lower the batch size")
-        self.n, self.batch, self.rank, self.world, self.skip = n, batch, rank, world, skip
-        self.seed = (seed * 1_000_003 + epoch * 101 + stream) % 2**62
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed)
-        k = 0
-        while True:
-            perm = torch.randperm(self.n, generator=g)
-            for b in range(self.n // self.batch):
-                if k % self.world == self.rank and k // self.world >= self.skip:
-                    yield perm[b * self.batch:(b + 1) * self.batch].tolist()
-                k += 1
-
-    def __len__(self):
-        return 2**62
 
 
 def build_data(cfg: C.Config):
