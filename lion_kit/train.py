@@ -94,13 +94,15 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
+        self._lock = None
         if self.main:
+            self._lock = lock_run_dir(self.out)
             if holds_run(self.out) and not (resume or overwrite):
                 raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it "
                                       "or --overwrite to replace it")
             if overwrite and not resume:
                 for f in self.out.glob("*"):
-                    if f.is_file():
+                    if f.is_file() and f.name != LOCK_NAME:
                         f.unlink()
             self.out.mkdir(parents=True, exist_ok=True)
         self._seed(cfg.seed)  # the same initial model on every rank
@@ -259,6 +261,9 @@ class Trainer:
         else:
             lam_n = lam_sn = 0.0
         loss = cfg.w_x * L_x + cfg.w_u * L_u + lam_n * L_n + lam_sn * L_sn + cfg.w_px * L_px
+        parts = torch.stack([loss, L_x, L_u, L_n, L_sn, L_px])
+        if not bool(torch.isfinite(parts).all()):  # before the step: the model stays as it was
+            self._nonfinite(it, epoch, parts, ix, iu if semi else None)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -272,6 +277,20 @@ class Trainer:
             for e, m in self._ema_ints:
                 e.copy_(m)
         return torch.stack([loss, L_x, L_u, L_n, L_sn, L_px, mask_rate, ambiguous.float().mean(), top_prob]).detach()
+
+    def _nonfinite(self, it, epoch, parts, ix, iu):
+        names = ("loss", "L_x", "L_u", "L_n", "L_sn", "L_px")
+        bad = [f"{n} = {v:.4g}" for n, v in zip(names, parts.tolist()) if not np.isfinite(v)]
+        where = self.out / "nonfinite.pt"
+        if self.main:
+            save_torch(where, {"iteration": it, "epoch": epoch, "losses": dict(zip(names, parts.tolist())),
+                               "labeled_positions": ix.cpu(), "unlabeled_positions": None if iu is None else iu.cpu(),
+                               "model": self.model.state_dict(), "state": self.state.state_dict(),
+                               "config": dataclasses.asdict(self.cfg)})
+        last = f"last.pt (end of epoch {self.epoch})" if (self.out / "last.pt").is_file() else "no checkpoint yet"
+        raise FloatingPointError(f"non-finite loss at iteration {it} (epoch {epoch}): {', '.join(bad)}; "
+                                 f"the batch, the model before the step and the per-sample state are in {where}; "
+                                 f"the last good checkpoint is {last}, left as it was")
 
     # ---- evaluation
     @torch.no_grad()
@@ -337,7 +356,15 @@ class Trainer:
     def _load(self, path):
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            ck = torch.load(path, map_location=self.device, weights_only=False)
+            ck["config"], ck["model"], ck["state"]  # noqa: B018 - a checkpoint of this kit
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
+            best = path.with_name("best.pt")
+            hint = (f"; {best} exists (the best epoch so far): copy it to {path.name} to resume from there"
+                    if best.is_file() else "")
+            raise ValueError(f"cannot resume: {path} is truncated or unreadable ({type(e).__name__}: {e}){hint}. "
+                             "Nothing was overwritten") from None
         saved = {k: v for k, v in ck["config"].items() if k not in ("out", "workers", "device", "threads")}
         now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k in saved}
         diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
@@ -452,7 +479,16 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        return self.finish(time.perf_counter() - t_start)
+        try:
+            return self.finish(time.perf_counter() - t_start)
+        finally:
+            self.release()
+
+    def release(self):
+        """Let another process use the run directory (also happens when this process exits)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def rank_fingerprints(self) -> list[list[float]]:
         """Sums of every rank's per-sample state, prototypes, model and EMA; on one process a
@@ -493,6 +529,28 @@ class Trainer:
         return summary
 
 
+LOCK_NAME = ".lock"
+
+
+def lock_run_dir(out: Path):
+    """An exclusive lock on `out` for as long as this process holds the returned file: a second
+    run on the same folder (a sweep scheduled twice, two shells) is refused instead of both
+    writing into it. The OS drops the lock when the process ends, however it ends."""
+    import fcntl
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise FileExistsError(f"{out} is in use by a running training process ({holder}); "
+                              "wait for it to finish or choose another --out") from None
+    f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}"); f.flush()
+    return f
+
+
 def threading_main() -> bool:
     import threading
     return threading.current_thread() is threading.main_thread()
@@ -530,7 +588,7 @@ def main(argv=None):
     preset, file, resume, overwrite = (a.pop(k) for k in ("preset", "config", "resume", "overwrite"))
     try:
         summary = train(preset, file, resume=resume, overwrite=overwrite, **a)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt as e:

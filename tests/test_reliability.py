@@ -160,3 +160,50 @@ def test_commands_print_one_error_line_on_bad_input(tmp_path, folder_root):
                         "--counts", "1,1,1,1,1,1,1", "--out", str(tmp_path / "s.txt")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and "neutral" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_nonfinite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import torch
+    from lion_kit import losses
+    out = tmp_path / "nan"
+    real = losses.labeled_loss
+    calls = {"n": 0}
+
+    def poisoned(*a):
+        calls["n"] += 1
+        v = real(*a)
+        return v * float("nan") if calls["n"] == KW["iters"] + 5 else v  # iteration 5 of epoch 2
+
+    monkeypatch.setattr(losses, "labeled_loss", poisoned)
+    with pytest.raises(FloatingPointError, match=r"iteration 17 \(epoch 2\): loss = nan, L_x = nan.*last.pt \(end of epoch 1\)"):
+        train("smoke", out=str(out), workers=0, **KW)
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and ck["iter_in_epoch"] == 0  # the last good checkpoint, untouched
+    bad = torch.load(out / "nonfinite.pt", weights_only=False)
+    assert bad["iteration"] == 17 and len(bad["labeled_positions"]) == KW["batch_size"]
+    assert all(torch.isfinite(v).all() for v in bad["model"].values() if v.is_floating_point())
+
+
+def test_resume_from_a_truncated_checkpoint_names_it_and_overwrites_nothing(reference, tmp_path):
+    import shutil
+    out = tmp_path / "cut"
+    shutil.copytree(reference, out)
+    data = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(data[: len(data) // 2])
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    with pytest.raises(ValueError, match=r"last.pt is truncated or unreadable.*best.pt exists"):
+        train("smoke", out=str(out), workers=0, resume=True, **KW)
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+
+
+def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
+    from lion_kit.train import lock_run_dir
+    out = tmp_path / "busy"
+    held = lock_run_dir(out)  # as a running training process holds it
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "train", *ARGS, "--out", str(out), "--overwrite"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "in use by a running training process (pid" in r.stderr
+    held.close()  # the first run ends: the folder is free again
+    train("smoke", out=str(out), workers=0, **{**KW, "epochs": 1, "iters": 2})
+    assert (out / "summary.json").exists()
+    train("smoke", out=str(out), workers=0, overwrite=True, **{**KW, "epochs": 1, "iters": 2})  # released on return
