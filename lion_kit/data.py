@@ -244,6 +244,33 @@ def load_dataset(name: str, split: str, root=None, **options) -> FaceDataset:
     return DATASETS[name](split, root=root, **options)
 
 
+def synth_options(cfg) -> dict:
+    """The SynthFER options a run's configuration implies (the one place they are mapped)."""
+    return dict(size=cfg.synth_size, image_size=cfg.image_size, seed=cfg.synth_seed) if cfg.dataset == "synthfer" else {}
+
+
+def build_data(cfg: C.Config):
+    """(train dataset, test dataset, labeled indices, unlabeled indices) of a run's configuration."""
+    opts = synth_options(cfg)
+    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, **opts)
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, **opts)
+    if cfg.split_file:
+        lab = read_split_file(cfg.split_file, train)
+    elif cfg.n_labeled < 0:
+        lab = list(range(len(train)))
+    else:
+        lab = draw_split(train, cfg.n_labeled, seed=cfg.split_seed)
+    taken = np.zeros(len(train), bool)
+    taken[lab] = True
+    unl = np.flatnonzero(~taken)
+    if len(unl) == 0:  # every label used: the unlabeled stream sees the whole set
+        unl = np.arange(len(train))
+    if 0 < cfg.unlabeled_pool < len(unl):  # a smaller pool: more visits per face in a short run
+        unl = np.sort(np.random.default_rng([cfg.split_seed, 11]).choice(unl, cfg.unlabeled_pool, replace=False))
+    return train, test, np.asarray(lab), unl
+
+
+
 # ----------------------------------------------------------------------------- views
 
 class RandomMagnitudeRandAugment(T.RandAugment):
@@ -276,6 +303,16 @@ def strong_transform(size: int, padding: int):
                       T.RandomApply([T.RandomCrop(size, padding=padding, padding_mode="reflect")], p=0.5),
                       T.RandomHorizontalFlip(), RandomMagnitudeRandAugment(num_ops=3), *_finish(),
                       T.RandomErasing(p=1.0, scale=(0.01, 0.25), ratio=(1.0, 1.0), value=0)])
+
+
+def bgr_quirk(x: torch.Tensor) -> torch.Tensor:
+    """The released script reads images with OpenCV (BGR) and normalises them with the RGB
+    ImageNet statistics. From a normalised RGB batch x (x_c = (img_c - m_c) / s_c) this rebuilds
+    what the script feeds: channel c holds img_(2-c), normalised with (m_c, s_c). (Flipping the
+    normalised channels would not reproduce that offset.)"""
+    m = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype)[:, None, None]
+    s = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype)[:, None, None]
+    return ((x * s + m).flip(-3) - m) / s
 
 
 class TwoViews:

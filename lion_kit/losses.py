@@ -8,6 +8,8 @@ object, :class:`LionState`, with ``state_dict()`` / ``load_state_dict()``, like 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -67,6 +69,41 @@ def strong_negative_loss(logits_s, neg, low):
 
 
 # ----------------------------------------------------------------------------- state
+
+@dataclasses.dataclass(frozen=True)
+class LionParams:
+    """The constants LionState's update rules read, for one epoch (built from the config)."""
+
+    delta_amb: float = 0.5
+    """a labeled face is ambiguous when max_c p_c - p_y exceeds this"""
+    proto_temp: float = 0.1
+    """temperature of the prototype softmax"""
+    weight_momentum: float = 0.99
+    """candidate-weight momentum per visit (mapped in a short run)"""
+    collapse_at: float = 0.985
+    """an open set collapses to one-hot above this top weight"""
+    relabel_at: float = 0.996
+    """... and relabels at or above this, on another class"""
+    protect_neutral: bool = True
+    """never relabel to or from neutral"""
+    neutral: int = 6
+    """index of neutral"""
+    quirk_proto_softmax_all: bool = False
+    """the script: prototype softmax over all classes, logit 0 outside the support before the update"""
+    quirk_open_only_in_relabel_epoch: bool = False
+    """the script's candidate-set handling (docs/lion.md, quirk 4)"""
+    in_relabel_epoch: bool = False
+    """this epoch is E_r"""
+
+    @classmethod
+    def from_config(cls, cfg, epoch: int, neutral: int = 6) -> "LionParams":
+        q = cfg.quirk_list
+        return cls(delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.run_weight_momentum,
+                   collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
+                   neutral=neutral, quirk_proto_softmax_all="proto_softmax_all" in q,
+                   quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in q,
+                   in_relabel_epoch=epoch == cfg.relabel_run_epoch)
+
 
 class LionState:
     """Per-sample state of a LION run.
@@ -138,7 +175,7 @@ class LionState:
             self.protos = momentum ** n[:, None] * self.protos + (oh * coef[:, None]).t() @ f
 
     # ---- label disambiguation
-    def disambiguate(self, idx, probs, feats, it: int, cfg) -> dict:
+    def disambiguate(self, idx, probs, feats, it: int, cfg: LionParams) -> dict:
         """One visit of labeled samples `idx` (spec 2.2). Returns masks for the losses."""
         K = self.K
         y = self.labels[idx]
@@ -152,8 +189,8 @@ class LionState:
         opened = opened / opened.sum(1, keepdim=True).clamp_min(1e-12)
         # an open set takes in y_hat; w_c <- m w_c + (1-m) q_c for c in {y, y_hat}
         cand = (w > 0) | oh_p
-        if cfg.quirk_proto_softmax_all:
-            qlog = torch.where(cand, feats.detach().float() @ self.protos.t() / cfg.proto_temp, torch.zeros_like(w))
+        if cfg.quirk_proto_softmax_all:  # all K classes; logit 0 outside the support *before* y_hat joins it
+            qlog = torch.where(w > 0, feats.detach().float() @ self.protos.t() / cfg.proto_temp, torch.zeros_like(w))
         else:
             qlog = (feats.detach().float() @ self.protos.t() / cfg.proto_temp).masked_fill(~cand, float("-inf"))
         q = qlog.softmax(1)
@@ -161,12 +198,19 @@ class LionState:
         moved = torch.where(sel, cfg.weight_momentum * w + (1 - cfg.weight_momentum) * q, w)
         moved = moved / moved.sum(1, keepdim=True)
         may_open = amb & closed
-        if cfg.quirk_open_only_in_relabel_epoch and not cfg._in_relabel_epoch:
-            may_open = torch.zeros_like(amb)  # the script: later-found ambiguous samples stay one-hot
+        stale = torch.zeros_like(amb)
+        if cfg.quirk_open_only_in_relabel_epoch:
+            if cfg.in_relabel_epoch:  # the script re-sets every ambiguous set from the probabilities,
+                may_open = amb        # and renormalises another row: the opened weights stay raw
+                opened = probs * (oh_y | oh_p)
+            else:                     # later-found ambiguous samples stay one-hot ...
+                may_open = torch.zeros_like(amb)
+                # ... and a set that collapsed onto another class still relabels on a later visit
+                stale = amb & closed & (w.argmax(1) != y)
         new = torch.where(may_open[:, None], opened, torch.where((amb & ~closed)[:, None], moved, w))
         top, arg = new.max(1)
         collapse = (may_open | (amb & ~closed)) & (top > cfg.collapse_at)
-        relabel = collapse & (arg != y) & (top >= cfg.relabel_at)
+        relabel = (collapse | stale) & (arg != y) & (top >= cfg.relabel_at)
         if cfg.protect_neutral:
             relabel &= (arg != cfg.neutral) & (y != cfg.neutral)
         new = torch.where(collapse[:, None], F.one_hot(arg, K).float(), new)

@@ -15,7 +15,6 @@ import resource
 import signal
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -25,60 +24,14 @@ from torch.utils.data import DataLoader
 
 from . import config as C
 from . import losses as L
-from .data import (IndexedSubset, InfiniteBatchSampler, TwoViews, draw_split, eval_transform, load_dataset,
-                   read_split_file, strong_transform, weak_transform)
+from . import distributed
+from .data import (IndexedSubset, InfiniteBatchSampler, TwoViews, bgr_quirk, build_data, eval_transform,
+                   strong_transform, weak_transform)
 from .labels import NEUTRAL, NUM_CLASSES
 from .metrics import classification_report
 from .model import LionNet, load_pretrained
+from .steps import LOSS_TERMS, STATS, STEPS, Batch, max_negatives
 from .runs import holds_run, save_torch, write_json, write_jsonl, write_npz, atomic_write_text
-
-
-# per-iteration statistics averaged over an epoch (metrics.jsonl), in Trainer.step's order
-STATS = ("loss", "loss_x", "loss_u", "loss_n", "loss_sn", "loss_px", "mask_rate", "ambiguous_rate", "unlabeled_top_prob")
-
-# ----------------------------------------------------------------------------- set-up
-
-def setup_distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    return dist.get_rank(), dist.get_world_size()
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available; use --device cpu or auto")
-    if name.startswith("cuda") and dist.is_initialized():
-        name = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
-    return torch.device(name)
-
-
-def build_data(cfg: C.Config):
-    """(train dataset, test dataset, labeled indices, unlabeled indices)."""
-    opts = dict(size=cfg.synth_size, image_size=cfg.image_size, seed=cfg.synth_seed) if cfg.dataset == "synthfer" else {}
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, **opts)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, **opts)
-    if cfg.split_file:
-        lab = read_split_file(cfg.split_file, train)
-    elif cfg.n_labeled < 0:
-        lab = list(range(len(train)))
-    else:
-        lab = draw_split(train, cfg.n_labeled, seed=cfg.split_seed)
-    taken = np.zeros(len(train), bool)
-    taken[lab] = True
-    unl = np.flatnonzero(~taken)
-    if len(unl) == 0:  # every label used: the unlabeled stream sees the whole set
-        unl = np.arange(len(train))
-    if 0 < cfg.unlabeled_pool < len(unl):  # a smaller pool: more visits per face in a short run
-        unl = np.sort(np.random.default_rng([cfg.split_seed, 11]).choice(unl, cfg.unlabeled_pool, replace=False))
-    return train, test, np.asarray(lab), unl
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -88,9 +41,10 @@ class Trainer:
 
     def __init__(self, cfg: C.Config, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
-        self.rank, self.world = setup_distributed()
+        self.rank, self.world = distributed.setup()
+        self.group = distributed.Group(self.rank, self.world)
         self.main = self.rank == 0
-        self.device = pick_device(cfg.device)
+        self.device = distributed.pick_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
@@ -136,7 +90,10 @@ class Trainer:
         self._ema_ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
         self._buffers = [b for n, b in self.model.named_buffers() if b.is_floating_point()]
         self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
-        self._ema_decay, self._neg_per_visit = cfg.run_ema, cfg.negatives_per_visit(len(self.unl_idx))
+        self._ema_decay = cfg.run_ema
+        self._method_step = STEPS[cfg.method]
+        self.max_negatives = max_negatives(cfg.quirk_list)
+        self.negatives_per_visit = cfg.negatives_per_visit(len(self.unl_idx))
         self._seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best = 0, 0, [], None
         self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
@@ -162,124 +119,43 @@ class Trainer:
         return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers, generator=g,
                           pin_memory=self.device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
 
-    def _gather(self, *ts):
-        """All ranks' rows of each tensor (identity on one process), so that every rank applies
-        the same per-sample and prototype updates."""
-        if self.world == 1:
-            return ts
-        out = []
-        for t in ts:
-            parts = [torch.empty_like(t) for _ in range(self.world)]
-            dist.all_gather(parts, t.contiguous())
-            out.append(torch.cat(parts))
-        return out
+    def lion_params(self, epoch: int) -> L.LionParams:
+        return L.LionParams.from_config(self.cfg, epoch, neutral=NEUTRAL)
 
-    def _params(self, epoch):
-        cfg = self.cfg
-        return types.SimpleNamespace(
-            delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.run_weight_momentum,
-            collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
-            neutral=NEUTRAL, quirk_proto_softmax_all="proto_softmax_all" in cfg.quirk_list,
-            quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in cfg.quirk_list,
-            _in_relabel_epoch=epoch == cfg.relabel_run_epoch)
+    def _to_device(self, xb, ub) -> Batch:
+        dev, bgr = self.device, "bgr" in self.cfg.quirk_list
+        put = (lambda v: bgr_quirk(v.to(dev, non_blocking=True))) if bgr else (lambda v: v.to(dev, non_blocking=True))
+        b = Batch(x=put(xb[0]), ix=xb[2].to(dev, non_blocking=True))
+        if ub is not None:
+            (uw, us), _, iu = ub
+            b.uw, b.us, b.iu = put(uw), put(us), iu.to(dev, non_blocking=True)
+        return b
 
     # ---- one iteration
     def step(self, xb, ub, epoch: int, it: int) -> torch.Tensor:
-        """One training iteration; returns the detached loss components
-        [L, L_x, L_u, L_n, L_sn, L_px, mask rate, ambiguous rate]."""
-        cfg, dev, st = self.cfg, self.device, self.state
-        lion = cfg.method == "lion"
-        semi = cfg.method != "supervised"
-        e_s = cfg.schedule_epoch(epoch)
-        x, _, ix = xb
-        x, ix = x.to(dev, non_blocking=True), ix.to(dev, non_blocking=True)
-        if "bgr" in cfg.quirk_list:
-            x = x.flip(1)
-        zero = torch.zeros((), device=dev)
+        """One iteration: the method's losses (steps.py), then what every method shares: the
+        Adam step, the extra weight decay, BN averaging across processes and the EMA update.
+        Returns the iteration's statistics (steps.STATS) as one detached tensor."""
+        cfg = self.cfg
+        b = self._to_device(xb, ub)
         with self._autocast():
-            if semi:
-                (uw, us), _, iu = ub
-                uw, us, iu = uw.to(dev, non_blocking=True), us.to(dev, non_blocking=True), iu.to(dev, non_blocking=True)
-                if "bgr" in cfg.quirk_list:
-                    uw, us = uw.flip(1), us.flip(1)
-                logits_uw, f_u = self.net(uw)
-            logits_x, f_x = self.net(x)
-            if semi:
-                logits_s, _ = self.net(us)
-        logits_x = logits_x.float()
-        p_x = logits_x.detach().softmax(1)
-        y = st.labels[ix]
-        ambiguous = torch.zeros_like(y, dtype=torch.bool)
-        L_px = zero
-        disamb = lion and cfg.disambiguation and epoch >= cfg.relabel_run_epoch
-        if disamb:
-            gix, gp, gf = self._gather(ix, p_x, f_x.detach().float())
-            r = st.disambiguate(gix, gp, gf, it, self._params(epoch))
-            lo = self.rank * len(ix)
-            keep, y = r["closed"][lo:lo + len(ix)], r["labels"][lo:lo + len(ix)]
-            ambiguous = r["ambiguous"][lo:lo + len(ix)]
-            L_px = L.partial_label_loss(logits_x, r["weights"][lo:lo + len(ix)], ~keep)
-            proto_use, gy = ~r["ambiguous"], r["labels"]
-        else:
-            keep = torch.ones_like(y, dtype=torch.bool)
-            proto_use = p_x.argmax(1) == y
-            gy = y
-        L_x = L.labeled_loss(logits_x, y, keep)
-        if lion:
-            gf, gy, gu = self._gather(f_x.detach().float(), gy, proto_use) if not disamb else (gf, gy, proto_use)
-            running = epoch == 1 or epoch == cfg.relabel_run_epoch
-            st.update_prototypes(gf, gy, gu, running=running, momentum=cfg.run_proto_momentum)
-        L_u = L_n = L_sn = zero
-        mask_rate = top_prob = zero
-        if semi:
-            logits_uw, logits_s = logits_uw.float(), logits_s.float()
-            p_u = logits_uw.softmax(1)
-            tau = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
-            L_u, mask, pseudo = L.pseudo_label_loss(logits_s, p_u.detach(), tau)
-            mask_rate = mask.float().mean()
-            top_prob = p_u.detach().max(1).values.mean()
-            if lion:
-                g = self._gather(f_u.detach().float(), pseudo, mask, iu, p_u.detach())
-                st.update_prototypes(g[0], g[1], g[2], running=epoch == 1, momentum=cfg.run_proto_momentum)
-            if lion and cfg.negative:
-                low = ~mask
-                if cfg.progressive:
-                    max_size = NUM_CLASSES if "bank_all_classes" in cfg.quirk_list else NUM_CLASSES - 1
-                    giu, gp, glow = g[3], g[4], ~g[2]
-                    rows = st.grow_bank(giu, gp, glow, cfg.delta_neg, max_size, self._neg_per_visit)
-                    lo = self.rank * len(iu)
-                    neg = rows[lo:lo + len(iu)] & low[:, None]
-                else:
-                    neg = L.LionState.instant_negatives(p_u, low, cfg.delta_neg)
-                lam = L.negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step)
-                L_n = L.negative_loss(p_u, neg, low)
-                if cfg.strong_negative:
-                    L_sn = L.strong_negative_loss(logits_s, neg, low)
-                lam_n, lam_sn = lam, lam / cfg.sn_ratio
-            else:
-                lam_n = lam_sn = 0.0
-        else:
-            lam_n = lam_sn = 0.0
-        loss = cfg.w_x * L_x + cfg.w_u * L_u + lam_n * L_n + lam_sn * L_sn + cfg.w_px * L_px
-        parts = torch.stack([loss, L_x, L_u, L_n, L_sn, L_px])
-        if not bool(torch.isfinite(parts).all()):  # before the step: the model stays as it was
-            self._nonfinite(it, epoch, parts, ix, iu if semi else None)
+            loss, stats = self._method_step(self, b, epoch, it)
+        terms = torch.stack([getattr(stats, k) for k in LOSS_TERMS])
+        if not bool(torch.isfinite(terms).all()):  # before the step: the model stays as it was
+            self._nonfinite(it, epoch, terms, b.ix, b.iu)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         with torch.no_grad():
-            if self.world > 1:  # BN statistics of each rank's last forward: average them so all ranks agree
-                flat = torch.cat([b.reshape(-1) for b in self._buffers])
-                dist.all_reduce(flat)
-                torch._foreach_copy_(self._buffers, list((flat / self.world).split([b.numel() for b in self._buffers])))
-            torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)
+            self.group.average_(self._buffers)  # BN statistics of each rank's last forward
+            torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)  # decay, then EMA
             torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - self._ema_decay)
             for e, m in self._ema_ints:
                 e.copy_(m)
-        return torch.stack([loss, L_x, L_u, L_n, L_sn, L_px, mask_rate, ambiguous.float().mean(), top_prob]).detach()
+        return stats.stack()
 
     def _nonfinite(self, it, epoch, parts, ix, iu):
-        names = ("loss", "L_x", "L_u", "L_n", "L_sn", "L_px")
+        names = ("loss", "L_x", "L_u", "L_n", "L_sn", "L_px")  # LOSS_TERMS as in the paper
         bad = [f"{n} = {v:.4g}" for n, v in zip(names, parts.tolist()) if not np.isfinite(v)]
         where = self.out / "nonfinite.pt"
         if self.main:
@@ -303,7 +179,7 @@ class Trainer:
         for x, _, _ in dl:
             x = x.to(self.device)
             if "bgr" in self.cfg.quirk_list:
-                x = x.flip(1)
+                x = bgr_quirk(x)
             with self._autocast():
                 preds.append(model(x)[0].argmax(1).cpu())
         model.train(was)
@@ -497,7 +373,7 @@ class Trainer:
         v = torch.stack([st.bank.double().sum(), st.weights.double().sum(), st.labels.double().sum(),
                          st.protos.double().sum(), sum(p.double().sum() for p in self.model.parameters()),
                          sum(p.double().sum() for p in self.ema.parameters())]).to(self.device)
-        return [t.tolist() for t in self._gather(v[None])[0]] if self.world > 1 else [v.tolist()]
+        return [t.tolist() for t in self.group.gather(v=v[None]).v]
 
     def finish(self, wall) -> dict:
         fingerprints = self.rank_fingerprints()

@@ -1,6 +1,5 @@
 """LION's update rules and losses against small hand-computed cases (spec section 2)."""
 import math
-import types
 
 import pytest
 import torch
@@ -13,11 +12,7 @@ K = 7
 
 
 def params(**kw):
-    d = dict(delta_amb=0.5, proto_temp=0.1, weight_momentum=0.99, collapse_at=0.985, relabel_at=0.996,
-             protect_neutral=True, neutral=6, quirk_proto_softmax_all=False,
-             quirk_open_only_in_relabel_epoch=False, _in_relabel_epoch=False)
-    d.update(kw)
-    return types.SimpleNamespace(**d)
+    return L.LionParams(**kw)  # the paper's values unless given
 
 
 def probs(*rows):
@@ -140,9 +135,13 @@ def test_bank_grows_one_class_per_visit_up_to_k_minus_1_and_never_above_delta():
               [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.88])  # nothing <= 0.01
     low = torch.tensor([True, True])
     sizes = []
-    for _ in range(9):
+    for visit in range(9):
         st.grow_bank(torch.tensor([0, 1]), p, low, 0.01, K - 1)
         sizes.append(int(st.bank[0].sum()))
+        if visit == 0:
+            assert st.bank[0].tolist() == [True] + [False] * 6  # the least likely class enters first
+        if visit == 1:
+            assert st.bank[0].tolist() == [True, True] + [False] * 5
     assert sizes == [1, 2, 3, 4, 5, 6, 6, 6, 6]
     assert st.bank[0].tolist() == [True] * 6 + [False]  # added least likely first
     assert not st.bank[1].any()
@@ -185,6 +184,15 @@ def test_losses_by_hand():
     low = torch.tensor([True, True])
     expect = (-math.log(1 - p[0, 3]) - math.log(1 - p[0, 4])) / 2  # mean over both low samples
     assert L.negative_loss(p, neg, low) == pytest.approx(expect, rel=1e-5)
+    # a mix: only low-confidence samples count, and the mean is over them only
+    neg2 = neg.clone()
+    neg2[1, 0] = True
+    mixed = torch.tensor([False, True])
+    assert L.negative_loss(p, neg2, mixed) == pytest.approx(-math.log(1 - p[1, 0]), rel=1e-5)
+    s2 = torch.sigmoid(logits)
+    r2 = s2.max(1, keepdim=True).values - s2
+    bce1 = F.binary_cross_entropy(r2[1], neg2[1].float())
+    assert L.strong_negative_loss(logits, neg2, mixed) == pytest.approx(bce1.item(), rel=1e-5)
     s = torch.sigmoid(logits)
     r = s.max(1, keepdim=True).values - s
     bce = F.binary_cross_entropy(r, neg.float(), reduction="none").mean(1)
@@ -240,3 +248,155 @@ def test_config_precedence_and_unknown_keys(tmp_path):
         resolve(None, None, {"method": "mixmatch"})
     with pytest.raises(ValueError, match="quirks"):
         resolve(None, None, {"quirks": "bgr,typo"})
+
+
+# ----------------------------------------------------------------------------- the script's quirks
+
+def test_candidate_softmax_masking_matters_and_the_quirk_gives_logit_0_outside_the_old_support():
+    """Prototypes chosen so that the three rules give clearly different weights."""
+    protos = torch.tensor([[1.0, 0], [0, 1.0], [0.6, 0.8], [-1, 0], [0, -1], [0.8, -0.6], [-0.6, 0.8]])
+    f = torch.tensor([[0.6, 0.8]])
+    p = probs([0.05, 0.05, 0.84, 0.02, 0.02, 0.01, 0.01])   # y = 0, y_hat = 2: ambiguous
+    w0 = torch.tensor([0.6, 0.4, 0, 0, 0, 0, 0])             # open set {0, 1}; 2 joins now
+    logits = (f @ protos.t() / 0.1)[0]
+
+    def run(**kw):
+        st = L.LionState(torch.tensor([0]), 0, K, 2)
+        st.protos, st.weights[0] = protos.clone(), w0.clone()
+        st.disambiguate(torch.tensor([0]), p, f, 1, params(weight_momentum=0.5, **kw))
+        return st.weights[0]
+
+    def expect(q):
+        w = w0.clone()
+        for c in (0, 2):
+            w[c] = 0.5 * w0[c] + 0.5 * q[c]
+        return w / w.sum()
+
+    cand = torch.tensor([1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
+    q_masked = logits.masked_fill(~cand, -math.inf).softmax(0)
+    q_quirk = torch.where(w0 > 0, logits, torch.zeros(K)).softmax(0)  # class 2 gets logit 0, not 10
+    torch.testing.assert_close(run(), expect(q_masked))
+    torch.testing.assert_close(run(quirk_proto_softmax_all=True), expect(q_quirk))
+    assert (run() - run(quirk_proto_softmax_all=True)).abs().max() > 0.2  # masking matters here
+    assert q_masked[2] > 0.5 and q_quirk[2] < 0.01
+
+
+def test_quirk_open_only_in_relabel_epoch():
+    p = probs([0.001, 0.989, 0.002, 0.002, 0.002, 0.002, 0.002])  # y = 0, strongly predicts 1
+    # in E_r: every ambiguous visit re-sets the set from the raw (unnormalised) probabilities,
+    # so collapse and relabel test p itself: 0.989 > 0.985 collapses, < 0.996 does not relabel
+    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st.weights[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])   # an open set is re-set too
+    q = dict(quirk_open_only_in_relabel_epoch=True)
+    st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params(in_relabel_epoch=True, **q))
+    assert st.weights[0].tolist() == [0, 1, 0, 0, 0, 0, 0] and st.labels[0] == 0  # closed onto 1, label kept
+    # intended rule, same visit: the opened weights are renormalised (0.001, 0.989)/0.990 -> 0.999: relabel
+    st2 = L.LionState(torch.tensor([0]), 0, K, 2)
+    st2.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params(in_relabel_epoch=True))
+    assert st2.labels[0] == 1
+    # after E_r: a newly ambiguous closed set stays one-hot ...
+    st3 = L.LionState(torch.tensor([0]), 0, K, 2)
+    st3.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 2, params(**q))
+    assert st3.weights[0].tolist() == [1, 0, 0, 0, 0, 0, 0] and st3.labels[0] == 0
+    # ... but the set that collapsed onto class 1 in E_r relabels on its next ambiguous visit
+    st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 2, params(**q))
+    assert st.labels[0] == 1 and st.flush_events() == [(2, 0, 0, 1)]
+
+
+def test_bgr_quirk_normalises_bgr_pixels_with_rgb_statistics():
+    from lion_kit.data import IMAGENET_MEAN, IMAGENET_STD, bgr_quirk
+    img = torch.tensor([0.9, 0.5, 0.1])[:, None, None].expand(3, 2, 2)  # R, G, B
+    m, s = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    x = (img - m) / s  # what the kit feeds
+    got = bgr_quirk(x[None])[0]
+    # the script's channel 0 is B = 0.1 normalised with R's statistics (0.485, 0.229), etc.
+    want = torch.tensor([(0.1 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.9 - 0.406) / 0.225])
+    torch.testing.assert_close(got[:, 0, 0], want)
+    assert not torch.allclose(got, x[None].flip(1)[0])  # a flip after normalising is not the same
+
+
+def test_bank_quirk_reads_and_writes_one_row():
+    """Documented, not reproduced (docs/lion.md quirk 1): the script indexes the bank with the
+    0/1 confidence mask, i.e. rows 0 and 1 of the batch; all-true by construction, so every
+    low-confidence sample uses the row of batch sample 1. The kit keeps one row per face."""
+    st = L.LionState(torch.tensor([0]), 3, K, 2)
+    p = probs([0.001, 0.3, 0.3, 0.1, 0.1, 0.1, 0.099], [0.3, 0.001, 0.3, 0.1, 0.1, 0.1, 0.099],
+              [0.3, 0.3, 0.001, 0.1, 0.1, 0.1, 0.099])
+    st.grow_bank(torch.tensor([0, 1, 2]), p, torch.tensor([True, True, True]), 0.01, K - 1)
+    assert st.bank.nonzero().tolist() == [[0, 0], [1, 1], [2, 2]]  # each face its own least likely class
+
+
+# ----------------------------------------------------------------------------- a whole LION step
+
+class _Net:
+    """Stands in for the network: each input batch is a key (its first pixel) into fixed outputs."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def __call__(self, x):
+        logits, f = self.outputs[int(x[0, 0, 0, 0])]
+        return logits.clone().requires_grad_(), f
+
+
+def _run(epoch, **cfg_kw):
+    import types as _t
+    from lion_kit.distributed import Group
+    cfg = resolve("smoke", overrides=dict(epochs=30, schedule_epochs=30, relabel_epoch=10, **cfg_kw))
+    st = L.LionState(torch.tensor([0, 1, 2]), 2, K, 3)
+    st.protos = torch.zeros(K, 3)
+    big = 12.0
+    lx = torch.full((3, K), -big)
+    lx[0, 0] = lx[2, 2] = big
+    lx[1, 1], lx[1, 2] = 1.0, 3.0                  # face 1 (label 1) is predicted as 2 (p 0.88): wrong and ambiguous
+    fx = torch.eye(3)
+    lu = torch.zeros(2, K)
+    lu[0, 3] = big                                 # unlabeled face 0: confident, class 3
+    fu = torch.tensor([[0.0, 0.6, 0.8], [0.8, 0.6, 0.0]])
+    ls = torch.zeros(2, K)
+    net = _Net({0: (lx, fx), 1: (lu, fu), 2: (ls, fu)})
+    t = _t.SimpleNamespace(cfg=cfg, net=net, state=st, group=Group(), lion_params=lambda e: L.LionParams.from_config(cfg, e),
+                           max_negatives=K - 1, negatives_per_visit=1)
+    key = lambda k, n: torch.full((n, 3, 2, 2), float(k))  # noqa: E731
+    from lion_kit.steps import Batch, lion_step
+    b = Batch(x=key(0, 3), ix=torch.tensor([0, 1, 2]), uw=key(1, 2), us=key(2, 2), iu=torch.tensor([0, 1]))
+    loss, stats = lion_step(t, b, epoch, it=1)
+    return st, stats, fx, fu
+
+
+def test_lion_step_prototype_sources_before_the_relabel_epoch():
+    st, stats, fx, fu = _run(epoch=2)
+    m = 0.99
+    # labeled faces predicted right update their label's prototype; face 1 (label 1, predicted 2) does not
+    torch.testing.assert_close(st.protos[0], (1 - m) * fx[0])
+    torch.testing.assert_close(st.protos[1], torch.zeros(3))
+    torch.testing.assert_close(st.protos[2], (1 - m) * fx[2])
+    # confident unlabeled faces update their pseudo-label's prototype; low-confidence ones none
+    torch.testing.assert_close(st.protos[3], (1 - m) * fu[0])
+    assert st.protos[4:].abs().sum() == 0
+    assert stats.mask_rate == 0.5 and stats.ambiguous_rate == 0  # no disambiguation before E_r
+
+
+def test_lion_step_prototype_sources_from_the_relabel_epoch():
+    st, stats, fx, fu = _run(epoch=10)
+    # from E_r: clear labeled faces (0 and 2) update by running mean (count reset: the mean of one = f);
+    # ambiguous face 1 opens its candidate set and updates nothing
+    torch.testing.assert_close(st.protos[0], fx[0])
+    torch.testing.assert_close(st.protos[2], fx[2])
+    torch.testing.assert_close(st.protos[1], torch.zeros(3))
+    assert stats.ambiguous_rate == pytest.approx(1 / 3, abs=1e-6) and st.weights[1, 1:3].tolist() == pytest.approx([0.119, 0.881], abs=1e-3)
+    torch.testing.assert_close(st.protos[3], 0.01 * fu[0])  # unlabeled: EMA after epoch 1
+
+
+def test_running_mean_resets_at_epoch_1_and_the_relabel_epoch(tmp_path, monkeypatch):
+    from lion_kit.train import train
+    seen = []
+    real = L.LionState.reset_running_mean
+
+    def spy(self):
+        seen.append(int(self.count.sum()))
+        real(self)
+
+    monkeypatch.setattr(L.LionState, "reset_running_mean", spy)
+    train("smoke", out=str(tmp_path / "r"), workers=0, epochs=3, iters=3, schedule_epochs=3, relabel_epoch=2)
+    assert len(seen) == 2 and seen[0] == 0 and seen[1] > 0  # at the start of epoch 1 and of E_r = 2

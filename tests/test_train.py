@@ -32,7 +32,7 @@ def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
     assert m["neg_mean_size"].is_monotonic_increasing and m["neg_mean_size"].iloc[-1] > 0.2
     assert m["neg_precision"].iloc[-1] > 6 / 7  # better than ruling out classes at random
     assert m["loss_x"].iloc[-1] < m["loss_x"].iloc[0]
-    assert m["lambda_n"].tolist() == pytest.approx([0.09, 0.0, 0.0])  # lambda_n fades (schedule epochs 10, 20, 30)
+    assert m["lambda_n"].tolist() == pytest.approx([0.1575, 0.0075, 0.0])  # lambda_n fades (block means: schedule epochs 5.5, 15.5, 25.5)
     assert (m["tau"].diff().dropna() > 0).all()
     h = run.history
     assert h["bank"].shape[0] == 3 and h["weights"].shape[1:] == (100, 7)
