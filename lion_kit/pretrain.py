@@ -69,11 +69,15 @@ class PretrainConfig:
     """brightness/contrast/saturation jitter; hue jitter is a quarter of it"""
     grayscale: float = 0.5
     """probability of a grayscale input"""
+    geometry: float = 1.0
+    """weight of the second identity target: regressing the person's face geometry (synth.IDENTITY_GEOMETRY); 0 = identity only"""
 
     def __post_init__(self):
         for f, lo in (("identities", 2), ("faces", 1), ("heldout", 1), ("epochs", 1), ("batch_size", 1), ("image_size", 16)):
             if getattr(self, f) < lo:
                 raise ValueError(f"pretrain {f}={getattr(self, f)}; expected at least {lo}")
+        if self.geometry < 0:
+            raise ValueError(f"pretrain geometry={self.geometry}; expected >= 0")
         for f in ("lr", "scale"):
             if not getattr(self, f) > 0:
                 raise ValueError(f"pretrain {f}={getattr(self, f)}; expected > 0")
@@ -105,19 +109,23 @@ def _render_people(args):
     cfg, lo, hi = args
     per = cfg.faces + cfg.heldout
     out = np.empty(((hi - lo) * per, cfg.image_size, cfg.image_size, 3), np.uint8)
+    geometry = np.empty((hi - lo, len(synth.IDENTITY_GEOMETRY)), np.float32)
     k = 0
     for person in range(lo, hi):
         for j in range(per):
             rng = np.random.default_rng([cfg.seed, 3, person, j])
             ident = np.random.default_rng([cfg.seed, 2, person])  # the same draws for every face
-            out[k] = synth.render_face(random_action_units(rng), rng, cfg.image_size, 0.15, 2, identity=ident)
+            rec = {}
+            out[k] = synth.render_face(random_action_units(rng), rng, cfg.image_size, 0.15, 2, identity=ident, record=rec)
             k += 1
-    return out
+        geometry[person - lo] = [rec[n] for n in synth.IDENTITY_GEOMETRY]
+    return out, geometry
 
 
 def identity_set(cfg: PretrainConfig, cache: bool = True) -> dict[str, np.ndarray]:
-    """Rendered identity faces (cached like SynthFER): ``images`` (N x H x W x 3), ``person``
-    and ``heldout`` (True for the faces kept for identity accuracy)."""
+    """Rendered identity faces (cached like SynthFER): ``images`` (N x H x W x 3), ``person``,
+    ``heldout`` (True for the faces kept for identity accuracy) and ``geometry`` (one row of
+    synth.IDENTITY_GEOMETRY per person)."""
     path = synth.cache_dir().parent / "identities" / _render_key(cfg) / "faces.npz"
     if cache and path.exists():
         with np.load(path) as z:
@@ -131,8 +139,9 @@ def identity_set(cfg: PretrainConfig, cache: bool = True) -> dict[str, np.ndarra
     else:
         parts = [_render_people(c) for c in chunks]
     per = cfg.faces + cfg.heldout
-    data = {"images": np.concatenate(parts), "person": np.repeat(np.arange(cfg.identities), per),
-            "heldout": np.tile(np.arange(per) >= cfg.faces, cfg.identities)}
+    data = {"images": np.concatenate([p[0] for p in parts]), "person": np.repeat(np.arange(cfg.identities), per),
+            "heldout": np.tile(np.arange(per) >= cfg.faces, cfg.identities),
+            "geometry": np.concatenate([p[1] for p in parts])}
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
@@ -143,7 +152,7 @@ def identity_set(cfg: PretrainConfig, cache: bool = True) -> dict[str, np.ndarra
 
 def _render_key(cfg: PretrainConfig) -> str:
     fields = {k: getattr(cfg, k) for k in ("identities", "faces", "heldout", "image_size", "seed")}
-    blob = json.dumps({**fields, "v": synth.RENDERER_VERSION}, sort_keys=True)
+    blob = json.dumps({**fields, "v": synth.RENDERER_VERSION, "geometry": 1}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -200,7 +209,10 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = No
     torch.manual_seed(cfg.seed)
     net = LionNet(NUM_CLASSES, stem=cfg.stem)
     head = CosineClassifier(512, cfg.identities, cfg.scale)
-    params = list(net.trunk.parameters()) + list(head.parameters())
+    geo = torch.from_numpy(data["geometry"])
+    geo = (geo - geo.mean(0)) / geo.std(0)            # standardised targets, one row per person
+    geo_head = nn.Linear(512, geo.shape[1])
+    params = list(net.trunk.parameters()) + list(head.parameters()) + list(geo_head.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
     dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=g,
@@ -218,17 +230,20 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = No
             f = net.trunk(x).mean((2, 3))
             logits = head(f)
             loss = F.cross_entropy(logits, y)
+            if cfg.geometry:
+                loss = loss + cfg.geometry * F.mse_loss(geo_head(f), geo[y])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step(); sched.step()
             tot += loss.item() * len(y); n += len(y); hit += (logits.argmax(1) == y).sum().item()
-        acc = evaluate(net, head, test_ds)
-        history.append({"epoch": epoch, "loss": tot / n, "train_acc": hit / n, "heldout_acc": acc})
+        acc, r2 = evaluate(net, head, geo_head, test_ds, geo)
+        history.append({"epoch": epoch, "loss": tot / n, "train_acc": hit / n, "heldout_acc": acc, "heldout_geometry_r2": r2})
         log(f"[pretrain] epoch {epoch}/{cfg.epochs} loss {tot / n:.3f} train acc {hit / n:.3f} "
-            f"held-out identity acc {acc:.3f} ({time.perf_counter() - t0:.0f} s)")
+            f"held-out identity acc {acc:.3f}, geometry R2 {r2:.3f} ({time.perf_counter() - t0:.0f} s)")
     trunk = {k: (v.half() if v.is_floating_point() else v) for k, v in _to_torchvision_keys(net.state_dict()).items()
              if not k.startswith("fc.")}
     metrics = {"heldout_identity_acc": history[-1]["heldout_acc"], "chance": 1 / cfg.identities,
+               "heldout_geometry_r2": history[-1]["heldout_geometry_r2"],
                "render_s": round(t_render, 1), "wall_s": round(time.perf_counter() - t0, 1),
                "faces": int(tr.sum()), "heldout_faces": int(ho.sum()), "history": history}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,13 +254,16 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = No
 
 
 @torch.no_grad()
-def evaluate(net, head, ds) -> float:
-    net.eval(); head.eval()
-    hit = 0
+def evaluate(net, head, geo_head, ds, geo) -> tuple[float, float]:
+    """Identity accuracy and geometry R^2 on held-out faces of the pretraining identities."""
+    net.eval()
+    hit, err = 0, 0.0
     for x, y in DataLoader(ds, batch_size=256):
-        hit += (head(net.trunk(x).mean((2, 3))).argmax(1) == y).sum().item()
-    net.train(); head.train()
-    return hit / len(ds)
+        f = net.trunk(x).mean((2, 3))
+        hit += (head(f).argmax(1) == y).sum().item()
+        err += ((geo_head(f) - geo[y]) ** 2).sum().item()
+    net.train()
+    return hit / len(ds), 1 - err / (len(ds) * geo.shape[1])  # targets are standardised: variance 1
 
 
 # ----------------------------------------------------------------------------- lookup

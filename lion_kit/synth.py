@@ -58,6 +58,11 @@ for _c, _name in enumerate(CLASSES):
     for _au, _v in _PROTO[_name].items():
         PROTOTYPES[_c, _A[_au]] = _v
 
+# A person's face geometry, drawn once per identity (render_face's `record`): pretraining may
+# regress it beside the identity; none of it depends on the expression.
+IDENTITY_GEOMETRY = ("face_width", "face_height", "eye_spacing", "eye_size", "brow_thickness", "brow_gap",
+                     "mouth_width", "lip_thickness")
+
 # Pairs that annotators confuse (and that share AUs): blends favour them.
 CONFUSABLE = ((0, 1), (2, 5), (4, 6), (1, 4), (0, 3), (2, 4), (5, 6), (3, 6))
 
@@ -175,11 +180,14 @@ def _rgb(v):
 
 
 def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: float,
-                supersample: int = 2, identity: np.random.Generator | None = None) -> np.ndarray:
+                supersample: int = 2, identity: np.random.Generator | None = None,
+                record: dict | None = None) -> np.ndarray:
     """Render one face (H x W x 3 uint8) from its AU vector; pose, lighting and nuisances come
     from `rng`. Identity (face shape, skin, hair, eyes, brows, lips, glasses) comes from
     `identity` when given (a generator seeded per person, so that several faces share it: the
-    identity set of `lion_kit pretrain`), else from `rng` (one person per face)."""
+    identity set of `lion_kit pretrain`), else from `rng` (one person per face). `record`, when
+    given, receives the identity's face geometry (IDENTITY_GEOMETRY: drawn once per person,
+    never expression), which pretraining may use as a target."""
     ident = rng if identity is None else identity
     a = dict(zip(AUS, au))
     S = size * supersample
@@ -228,8 +236,10 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
             d.line([P(ex + side * er * 1.1, ey + 0.005), P(ex + side * er * 1.5, ey + 0.02)], fill=_rgb(dark), width=max(1, S // 96))
 
     # brows: inner ends rise with AU1, outer with AU2, both fall and knit with AU4
-    bw = max(1, int(S * ident.uniform(0.018, 0.03)))
-    by = ey - er - ident.uniform(0.03, 0.05)
+    brow_thickness = ident.uniform(0.018, 0.03)
+    bw = max(1, int(S * brow_thickness))
+    brow_gap = ident.uniform(0.03, 0.05)
+    by = ey - er - brow_gap
     for side in (-1, 1):
         ex = cx + side * es
         inner = (ex - side * er * (1.0 - 0.5 * a["brow_lower"]), by - 0.07 * a["inner_brow_raise"] + 0.045 * a["brow_lower"])
@@ -261,12 +271,17 @@ def render_face(au: np.ndarray, rng: np.random.Generator, size: int, occlusion: 
 
     # mouth
     my = cy + 0.19 + 0.5 * jaw_open
-    mw = 0.09 * (1 + 0.45 * a["lip_stretch"] + 0.25 * max(a["lip_corner"], 0) - 0.25 * a["lip_press"]) * ident.uniform(0.9, 1.1)
+    mouth_width = ident.uniform(0.9, 1.1)
+    mw = 0.09 * (1 + 0.45 * a["lip_stretch"] + 0.25 * max(a["lip_corner"], 0) - 0.25 * a["lip_press"]) * mouth_width
     corner = my - 0.055 * a["lip_corner"] - 0.01 * a["lip_stretch"]
     top = my - 0.012 - 0.035 * a["upper_lip_raise"] - 0.01 * a["jaw_drop"]
     gap = 0.13 * a["jaw_drop"] + 0.03 * a["lip_stretch"] * a["jaw_drop"] + 0.02 * max(a["lip_corner"], 0) ** 2
     bottom = my + 0.012 + gap - 0.008 * a["lip_press"]
-    thick = 0.018 * (1 - 0.75 * a["lip_press"]) * ident.uniform(0.8, 1.2)
+    lip_thickness = ident.uniform(0.8, 1.2)
+    thick = 0.018 * (1 - 0.75 * a["lip_press"]) * lip_thickness
+    if record is not None:
+        record.update(face_width=fw, face_height=fh, eye_spacing=es, eye_size=er, brow_thickness=brow_thickness,
+                      brow_gap=brow_gap, mouth_width=mouth_width, lip_thickness=lip_thickness)
     lip = _rgb(skin * np.array([0.8, 0.5, 0.5]))
     L, R = (cx - mw, corner), (cx + mw, corner)
     upper_in = _quad(P(*L), P(cx, top + thick + 0.006 * a["lip_corner"]), P(*R))
