@@ -52,7 +52,7 @@ class Config:
     method: str = "lion"
     """supervised, fixmatch or lion"""
     dataset: str = "rafdb"
-    """synthfer, rafdb or folder"""
+    """synthfer, rafdb, folder, fer2013, ferplus or affectnet"""
     data_root: str | None = None
     """dataset folder (rafdb, folder); synthfer needs none"""
     synth_size: str = "full"
@@ -63,6 +63,8 @@ class Config:
     """label budget; per-class counts from splits/paper_counts.csv, or -1 for all train labels"""
     split_file: str | None = None
     """a split file (overrides n_labeled)"""
+    counts: str = ""
+    """explicit per-class label counts in canonical order, e.g. 15,10,15,15,15,15,15 (overrides n_labeled)"""
     split_seed: int = 5
     """seed of the per-class labeled draw (the paper's is 5)"""
     image_size: int = 224
@@ -170,6 +172,11 @@ class Config:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo(v) and hi(v)):
                 raise ValueError(f"{f}={v!r}; expected {text}")
+        if self.counts:
+            parts = self.counts.split(",")
+            if len(parts) != 7 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"counts={self.counts!r}; expected 7 non-negative integers in canonical class order, "
+                                 "e.g. 15,10,15,15,15,15,15")
         if self.n_labeled == 0 or self.n_labeled < -1:
             raise ValueError(f"n_labeled={self.n_labeled}; expected a budget of splits/paper_counts.csv or -1 (all labels)")
 

@@ -234,11 +234,20 @@ def _folder(split, root=None, include_contempt=False, skip_corrupt=False):
                        paths=[paths[i] for i in keep], signature=f"folder:{root.name}", skipped=skipped)
 
 
-DATASETS = {"synthfer": _synthfer, "rafdb": _rafdb, "folder": _folder}
+def _release(name):
+    def load(split, root=None, **options):
+        from . import formats  # FER2013, FERPlus, AffectNet as distributed
+        return getattr(formats, name)(split, root=root, **options)
+    return load
+
+
+DATASETS = {"synthfer": _synthfer, "rafdb": _rafdb, "folder": _folder,
+            "fer2013": _release("fer2013"), "ferplus": _release("ferplus"), "affectnet": _release("affectnet")}
 
 
 def load_dataset(name: str, split: str, root=None, **options) -> FaceDataset:
-    """Load dataset `name` ('synthfer', 'rafdb', 'folder') split 'train' or 'test'."""
+    """Load dataset `name` (synthfer, rafdb, folder, fer2013, ferplus, affectnet), split 'train' or
+    'test' (and 'val' for fer2013 / ferplus)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name](split, root=root, **options)
@@ -256,6 +265,8 @@ def build_data(cfg: C.Config):
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, **opts)
     if cfg.split_file:
         lab = read_split_file(cfg.split_file, train)
+    elif cfg.counts:
+        lab = draw_split(train, counts=[int(c) for c in cfg.counts.split(",")], seed=cfg.split_seed)
     elif cfg.n_labeled < 0:
         lab = list(range(len(train)))
     else:
@@ -348,8 +359,9 @@ def draw_split(dataset: FaceDataset, n_labeled: int | None = None, counts=None, 
     for c, k in enumerate(counts):
         pool = np.flatnonzero(targets == c)
         if k > len(pool):
-            raise ValueError(f"split asks for {k} labels of class '{dataset.classes[c]}' but "
-                             f"{dataset.signature} has only {len(pool)}")
+            have = f"has only {len(pool)}" if len(pool) else "has no faces of that class"
+            raise ValueError(f"split asks for {k} labels of class '{dataset.classes[c]}' but {dataset.signature} {have}; "
+                             "pass explicit per-class numbers with --counts (0 for a class the dataset lacks)")
         chosen.extend(rng.choice(pool, k, replace=False).tolist())
     return sorted(chosen)
 
