@@ -1,4 +1,4 @@
-"""`python -m lion_kit <command>`: splits, grid, train, pretrain, bench, demo."""
+"""`python -m lion_kit <command>`: splits, grid, train, pretrain, eval, predict, bench, demo."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +107,19 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("eval", help="evaluate a run's model on any dataset split (cross-dataset)")
+    p.add_argument("--run", required=True, help="a run directory")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    p.add_argument("--dataset", required=True, help="synthfer, rafdb, folder, fer2013, ferplus or affectnet")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--split", default="test")
+    p.set_defaults(fn=lambda a: __import__("lion_kit.evaluate", fromlist=["x"]).main_eval(a))
+    p = sub.add_parser("predict", help="class probabilities of images or folders into a CSV")
+    p.add_argument("--run", required=True, help="a run directory")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.set_defaults(fn=lambda a: __import__("lion_kit.evaluate", fromlist=["x"]).main_predict(a))
     p = sub.add_parser("demo", help="the main job: data, a LION run and the notebooks into --out")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run)")

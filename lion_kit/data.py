@@ -254,8 +254,10 @@ def load_dataset(name: str, split: str, root=None, **options) -> FaceDataset:
 
 
 def synth_options(cfg) -> dict:
-    """The SynthFER options a run's configuration implies (the one place they are mapped)."""
-    return dict(size=cfg.synth_size, image_size=cfg.image_size, seed=cfg.synth_seed) if cfg.dataset == "synthfer" else {}
+    """The SynthFER options a run's configuration (a Config or its config.json dict) implies:
+    the one place they are mapped."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
+    return dict(size=get("synth_size"), image_size=get("image_size"), seed=get("synth_seed")) if get("dataset") == "synthfer" else {}
 
 
 def build_data(cfg: C.Config):

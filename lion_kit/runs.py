@@ -91,10 +91,9 @@ class Run:
         """The run's dataset (same options), e.g. to show the faces behind its samples. Loaded
         once per split: galleries and widget redraws reuse it."""
         if split not in self._datasets:
-            from .data import load_dataset
+            from .data import load_dataset, synth_options
             c = self.config
-            opts = dict(size=c["synth_size"], image_size=c["image_size"], seed=c["synth_seed"]) if c["dataset"] == "synthfer" else {}
-            self._datasets[split] = load_dataset(c["dataset"], split, root=c["data_root"], **opts)
+            self._datasets[split] = load_dataset(c["dataset"], split, root=c["data_root"], **synth_options(c))
         return self._datasets[split]
 
 

@@ -130,3 +130,38 @@ def test_train_runs_on_fer2013_with_counts(fer_root, tmp_path):
     s = train("smoke", out=str(tmp_path / "r"), dataset="fer2013", data_root=str(fer_root), image_size=32,
               counts="2,1,1,2,2,1,2", epochs=1, iters=2, batch_size=4, unlabeled_batch_size=4, method="lion")
     assert s["n_labeled"] == 11 and s["dataset"] == "fer2013"
+
+
+def test_eval_across_datasets_and_predict(fer_root, affectnet_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from lion_kit.train import train
+    run = tmp_path / "run"
+    train("smoke", out=str(run), epochs=1, iters=2, method="supervised")
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "eval", "--run", str(run), "--dataset", "affectnet",
+                        "--data-root", str(affectnet_root), "--split", "val"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((run / "eval" / "affectnet_val_last.json").read_text())
+    assert res["faces"] == 20 and 0 <= res["acc"] <= 1 and res["trained_on"] == "synthfer"
+    counts = {row["class"]: row["test_faces"] for row in res["per_class"]}
+    for row in res["per_class"]:  # a class with no faces is reported absent, not as 0 accuracy
+        assert (row["accuracy"] == "absent") == (counts[row["class"]] == 0)
+    assert sorted(res["absent"]) == sorted(c for c, n in counts.items() if n == 0)
+    imgs = tmp_path / "mine"
+    imgs.mkdir()
+    import shutil
+    shutil.copy(affectnet_root / "images" / "0.jpg", imgs / "a.jpg")
+    shutil.copy(affectnet_root / "images" / "1.jpg", imgs / "b.png")
+    (imgs / "broken.jpg").write_bytes(b"not an image")
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "predict", "--run", str(run), str(imgs), "--out", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "broken.jpg" in r.stderr and "2 image(s); 1 unreadable" in r.stdout
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("path,predicted,p_surprise") and len(lines) == 3
+    p = np.array([float(v) for v in lines[1].split(",")[2:]])
+    assert abs(p.sum() - 1) < 1e-3
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "eval", "--run", str(tmp_path / "nope"), "--dataset", "synthfer"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "config.json missing" in r.stderr
