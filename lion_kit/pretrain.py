@@ -276,10 +276,13 @@ def resolve(name: str | None, build: bool = True, log=print) -> str | None:
     """What `--pretrained` names -> a file path (or None for 'none').
 
     'synthfer-faces' is the trunk of the default PretrainConfig: the repository's copy in
-    weights/, else the cache, else built into the cache now (minutes). Anything else is a path.
+    weights/, else the cache, else built into the cache now (minutes). 'imagenet' is
+    torchvision's ResNet-18 ImageNet checkpoint. Anything else is a path.
     """
     if name is None or str(name).lower() in ("", "none"):
         return None
+    if name == "imagenet":
+        return imagenet_weights()
     if name != NAME:
         return str(name)
     cfg = PretrainConfig()
@@ -291,6 +294,23 @@ def resolve(name: str | None, build: bool = True, log=print) -> str | None:
                                 f"{cache_path(cfg)} exists; build it with `python -m lion_kit pretrain`")
     log(f"[pretrain] {NAME} ({cfg.filename()}) not found in {WEIGHTS_DIR} or the cache: training it now")
     return str(pretrain(cfg, cache_path(cfg), log=log))
+
+
+def imagenet_weights() -> str:
+    """torchvision's ResNet-18 ImageNet weights through torchvision's own weights API: from the
+    torch cache, downloaded into it when online; offline and not cached, an error that says
+    where to put the file."""
+    import torchvision
+    w = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    if not path.is_file():
+        try:
+            w.get_state_dict(progress=False)
+        except Exception as e:  # noqa: BLE001 - offline, proxy, ...: one clear message
+            raise FileNotFoundError(f"--pretrained imagenet: {path} is not cached and could not be downloaded from "
+                                    f"{w.url} ({type(e).__name__}: {e}); download it elsewhere and put it at {path} "
+                                    "(or set TORCH_HOME)") from None
+    return str(path)
 
 
 def main(argv=None):

@@ -79,3 +79,22 @@ def test_pretrain_cli_rejects_bad_values(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lion_kit", "pretrain", "--identities", "1", "--out", str(tmp_path / "x.pt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "identities" in r.stderr
+
+
+def test_imagenet_weights_come_from_the_torch_cache_or_a_clear_error(tmp_path, monkeypatch):
+    import torchvision
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        lambda self, **kw: (_ for _ in ()).throw(OSError("network is unreachable")))
+    with pytest.raises(FileNotFoundError, match=f"not cached and could not be downloaded.*put it at {cached}"):
+        P.resolve("imagenet")
+    r = torchvision.models.resnet18(weights=None)
+    cached.parent.mkdir(parents=True)
+    torch.save(r.state_dict(), cached)  # what torchvision's download leaves in the cache
+    assert P.resolve("imagenet") == str(cached)
+    m = LionNet()
+    rep = load_pretrained(m, P.resolve("imagenet"))
+    assert not rep["head_loaded"]  # the 1000-way ImageNet head does not fit 7 classes
+    torch.testing.assert_close(m.trunk[0].weight, r.conv1.weight)
