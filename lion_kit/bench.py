@@ -97,7 +97,7 @@ def confidence(run_dir, n: int = 2000) -> dict:
     from .config import Config
     from .data import IndexedSubset, eval_transform
     from .runs import load_run
-    from .train import build_data
+    from .data import build_data
     from .model import LionNet
     run = load_run(run_dir)
     cfg = Config(**run.config)

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
 
 def _dataset_args(p):
-    p.add_argument("--dataset", default="synthfer", help="synthfer, rafdb or folder")
-    p.add_argument("--data-root", default=None, help="dataset folder (rafdb, folder)")
+    p.add_argument("--dataset", default="synthfer", help="synthfer, rafdb, folder, fer2013, ferplus or affectnet")
+    p.add_argument("--data-root", default=None, help="dataset folder (all but synthfer)")
     p.add_argument("--synth-size", default=None, help="SynthFER size: full, small, tiny")
     p.add_argument("--image-size", type=int, default=None, help="SynthFER render size / training input size")
 
@@ -66,10 +68,54 @@ def cmd_demo(a):
     demo(a.out, quick=a.quick)
 
 
+TRAIN_DOC = """Train supervised, FixMatch or LION: `python -m lion_kit train --preset cpu --method lion --out runs/x`
+(also under `torchrun --nproc_per_node=N -m lion_kit train ...`). Options come from lion_kit/config.py;
+precedence: command line > --config file > --preset > defaults."""
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from . import config as C
+    ap = argparse.ArgumentParser(prog="python -m lion_kit train", description=TRAIN_DOC,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu or smoke")
+    ap.add_argument("--config", default=None, help="JSON file of config keys (below the command line)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    ap.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    docs = C.field_docs()
+    for f in dataclasses.fields(C.Config):
+        flag = "--" + f.name.replace("_", "-")
+        t = f.type if isinstance(f.type, type) else str(f.type)
+        if f.type in (bool, "bool"):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=docs.get(f.name))
+        else:
+            conv = {"int": int, "float": float}.get(str(t), str)
+            ap.add_argument(flag, type=conv, default=argparse.SUPPRESS, help=f"{docs.get(f.name)} (default {f.default})")
+    return ap
+
+
+def train_main(argv=None):
+    import torch.distributed as dist
+    from .train import train
+    a = vars(train_parser().parse_args(argv))
+    preset, file, resume, overwrite = (a.pop(k) for k in ("preset", "config", "resume", "overwrite"))
+    try:
+        summary = train(preset, file, resume=resume, overwrite=overwrite, **a)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        raise SystemExit(130)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps({k: summary[k] for k in ("last_epoch", "best_epoch", "wall_s", "images_per_s")}, indent=1))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return summary
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":  # train owns its (large) argument list
-        from .train import main as train_main
         return train_main(argv[1:])
     if argv and argv[0] == "pretrain":
         from .pretrain import main as pretrain_main

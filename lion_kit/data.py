@@ -260,7 +260,7 @@ def synth_options(cfg) -> dict:
     return dict(size=get("synth_size"), image_size=get("image_size"), seed=get("synth_seed")) if get("dataset") == "synthfer" else {}
 
 
-def build_data(cfg: C.Config):
+def build_data(cfg):
     """(train dataset, test dataset, labeled indices, unlabeled indices) of a run's configuration."""
     opts = synth_options(cfg)
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root, **opts)

@@ -68,6 +68,28 @@ def save_torch(path, obj):
     atomic_write_bytes(path, buf.getvalue())
 
 
+LOCK_NAME = ".lock"
+
+
+def lock_run_dir(out: Path):
+    """An exclusive lock on `out` for as long as this process holds the returned file: a second
+    run on the same folder (a sweep scheduled twice, two shells) is refused instead of both
+    writing into it. The OS drops the lock when the process ends, however it ends."""
+    import fcntl
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise FileExistsError(f"{out} is in use by a running training process ({holder}); "
+                              "wait for it to finish or choose another --out") from None
+    f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}"); f.flush()
+    return f
+
+
 def holds_run(path) -> bool:
     path = Path(path)
     return any((path / f).exists() for f in RUN_FILES)

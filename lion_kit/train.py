@@ -1,4 +1,4 @@
-"""Training: supervised, FixMatch and LION on any supported dataset.
+"""Training: supervised, FixMatch and LION on any supported dataset (the command line is in cli.py).
 
 `python -m lion_kit train --method lion --dataset synthfer --preset cpu --n-labeled 400 --out runs/x`
 (also under `torchrun --nproc_per_node=N -m lion_kit train ...`). One iteration follows
@@ -6,20 +6,16 @@
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import random
 import resource
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from . import config as C
@@ -31,7 +27,7 @@ from .labels import NEUTRAL, NUM_CLASSES
 from .metrics import classification_report
 from .model import LionNet, load_pretrained
 from .steps import LOSS_TERMS, STATS, STEPS, Batch, max_negatives
-from .runs import holds_run, save_torch, write_json, write_jsonl, write_npz, atomic_write_text
+from .runs import LOCK_NAME, atomic_write_text, holds_run, lock_run_dir, save_torch, write_json, write_jsonl, write_npz
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -405,28 +401,6 @@ class Trainer:
         return summary
 
 
-LOCK_NAME = ".lock"
-
-
-def lock_run_dir(out: Path):
-    """An exclusive lock on `out` for as long as this process holds the returned file: a second
-    run on the same folder (a sweep scheduled twice, two shells) is refused instead of both
-    writing into it. The OS drops the lock when the process ends, however it ends."""
-    import fcntl
-    out.mkdir(parents=True, exist_ok=True)
-    f = open(out / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise FileExistsError(f"{out} is in use by a running training process ({holder}); "
-                              "wait for it to finish or choose another --out") from None
-    f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}"); f.flush()
-    return f
-
-
 def threading_main() -> bool:
     import threading
     return threading.current_thread() is threading.main_thread()
@@ -438,40 +412,3 @@ def train(preset: str | None = None, config_file: str | None = None, resume=Fals
     """Resolve a configuration (preset < file < keyword overrides), train, return the summary."""
     cfg = C.resolve(preset, config_file, overrides)
     return Trainer(cfg, resume=resume, overwrite=overwrite).train()
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m lion_kit train", description=__doc__,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu or smoke")
-    ap.add_argument("--config", default=None, help="JSON file of config keys (below the command line)")
-    ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    ap.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    docs = C.field_docs()
-    for f in dataclasses.fields(C.Config):
-        flag = "--" + f.name.replace("_", "-")
-        t = f.type if isinstance(f.type, type) else str(f.type)
-        if f.type in (bool, "bool"):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=docs.get(f.name))
-        else:
-            conv = {"int": int, "float": float}.get(str(t), str)
-            ap.add_argument(flag, type=conv, default=argparse.SUPPRESS, help=f"{docs.get(f.name)} (default {f.default})")
-    return ap
-
-
-def main(argv=None):
-    a = vars(parser().parse_args(argv))
-    preset, file, resume, overwrite = (a.pop(k) for k in ("preset", "config", "resume", "overwrite"))
-    try:
-        summary = train(preset, file, resume=resume, overwrite=overwrite, **a)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}", file=sys.stderr)
-        raise SystemExit(130)
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps({k: summary[k] for k in ("last_epoch", "best_epoch", "wall_s", "images_per_s")}, indent=1))
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return summary
