@@ -57,7 +57,7 @@ class PretrainConfig:
     """ResNet stem of the trunk"""
     seed: int = 0
     """rendering seed (identity streams are disjoint from the expression set's)"""
-    epochs: int = 6
+    epochs: int = 8
     """passes over the identity set"""
     batch_size: int = 64
     """faces per step"""
