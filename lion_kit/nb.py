@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import METHODS, PRESETS as _PRESETS
+from .data import DATASETS as _DATASETS
 from .runs import write_json
+from .synth import SIZES as _SIZES
+
+# what the notebooks' parameter checks accept: the package's own names
+PRESETS = tuple(_PRESETS)
+DATASETS = tuple(_DATASETS)
+SYNTH_SIZES = tuple(_SIZES)
+__all__ = ["METHODS", "PRESETS", "DATASETS", "SYNTH_SIZES", "check_params", "overrides", "save_results"]
 
 
 def check_params(spec: dict, values: dict):

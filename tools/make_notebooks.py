@@ -1,7 +1,11 @@
 """Regenerate notebooks/*.ipynb (committed without outputs) from the cell sources below.
 
-python tools/make_notebooks.py
+python tools/make_notebooks.py [out_dir]   (default: notebooks/)
+
+Parameter checks name the package's constants (nb.METHODS, nb.PRESETS, ...), so the notebooks
+accept what the package accepts; tests/test_notebooks.py checks that regenerating changes nothing.
 """
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -35,9 +39,9 @@ image_size = None
 seed = 0
 interactive = True    # show the ipywidgets explorer (needs a front end to be useful)"""
 
-QUICK_CHECK = """nb.check_params({"run_dir": ((str, type(None)), None), "out_dir": (str, None), "preset": (str, ("cpu", "smoke", "paper")),
+QUICK_CHECK = """nb.check_params({"run_dir": ((str, type(None)), None), "out_dir": (str, None), "preset": (str, nb.PRESETS),
                  "n_labeled": (int, None), "epochs": ((int, type(None)), None), "iters": ((int, type(None)), None),
-                 "synth_size": ((str, type(None)), ("full", "small", "tiny")), "image_size": ((int, type(None)), None),
+                 "synth_size": ((str, type(None)), nb.SYNTH_SIZES), "image_size": ((int, type(None)), None),
                  "seed": (int, None), "interactive": (bool, None)}, globals())"""
 
 
@@ -52,9 +56,15 @@ def code(s, tags=()):
     return c
 
 
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "notebooks"  # a test regenerates into a temp folder
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook(cells=cells, metadata=KERNEL)
-    nbf.write(nb, ROOT / "notebooks" / name)
+    for i, c in enumerate(nb.cells):  # stable ids: regenerating changes nothing
+        c.id = f"{Path(name).stem}-{i}"
+    OUT.mkdir(parents=True, exist_ok=True)
+    nbf.write(nb, OUT / name)
 
 
 write("01_train.ipynb", [
@@ -62,7 +72,7 @@ write("01_train.ipynb", [
        "class-folder dataset, then look at what it learned. Everything below the parameters is a call into "
        "`lion_kit`; change the parameters (or pass them with `papermill -p`) and re-run."),
     code("""method = "lion"        # supervised, fixmatch or lion
-dataset = "synthfer"   # synthfer, rafdb or folder
+dataset = "synthfer"   # synthfer, rafdb, folder, fer2013, ferplus or affectnet
 data_root = None       # folder of rafdb / folder datasets
 preset = "cpu"         # cpu (minutes on a laptop CPU), smoke (seconds) or paper (the paper's protocol, GPU)
 n_labeled = 400        # 100, 400, 1000, 2000 or 4000 labels (the paper's splits)
@@ -73,10 +83,10 @@ image_size = None
 seed = 0
 out_dir = "runs/nb01\"""", tags=["parameters"]),
     code(SETUP + """
-nb.check_params({"method": (str, ("supervised", "fixmatch", "lion")), "dataset": (str, ("synthfer", "rafdb", "folder")),
-                 "data_root": ((str, type(None)), None), "preset": (str, ("cpu", "smoke", "paper")), "n_labeled": (int, None),
+nb.check_params({"method": (str, nb.METHODS), "dataset": (str, nb.DATASETS),
+                 "data_root": ((str, type(None)), None), "preset": (str, nb.PRESETS), "n_labeled": (int, None),
                  "epochs": ((int, type(None)), None), "iters": ((int, type(None)), None),
-                 "synth_size": ((str, type(None)), ("full", "small", "tiny")), "image_size": ((int, type(None)), None),
+                 "synth_size": ((str, type(None)), nb.SYNTH_SIZES), "image_size": ((int, type(None)), None),
                  "seed": (int, None), "out_dir": (str, None)}, globals())"""),
     md("## Train\n\nThe run directory receives `config.json`, `metrics.jsonl` (one line per epoch), `history.npz`, "
        "`relabels.csv`, `summary.json` and checkpoints. A progress bar shows each epoch."),
@@ -193,8 +203,8 @@ from IPython.display import display
 from lion_kit import nb, sweep
 %matplotlib inline
 nb.check_params({"variants": (list, list(sweep.VARIANTS)), "budgets": (list, None), "seeds": (list, None),
-                 "preset": (str, ("cpu", "smoke", "paper")), "epochs": ((int, type(None)), None),
-                 "iters": ((int, type(None)), None), "synth_size": ((str, type(None)), ("full", "small", "tiny")),
+                 "preset": (str, nb.PRESETS), "epochs": ((int, type(None)), None),
+                 "iters": ((int, type(None)), None), "synth_size": ((str, type(None)), nb.SYNTH_SIZES),
                  "image_size": ((int, type(None)), None), "workers": (int, None),
                  "executor": (str, ("local", "slurm", "submitit-local")), "out_dir": (str, None)}, globals())"""),
     code("""jobs = sweep.make_grid(variants, budgets, seeds, root=f"{out_dir}/runs", preset=preset,
