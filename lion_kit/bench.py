@@ -100,7 +100,7 @@ def confidence(run_dir, n: int = 2000) -> dict:
     from .data import build_data
     from .model import LionNet
     run = load_run(run_dir)
-    cfg = Config(**run.config)
+    cfg = Config(**{k: v for k, v in run.config.items() if k != "derived"})
     train, _, _, unl = build_data(cfg)
     ds = IndexedSubset(train, unl[:n], eval_transform(cfg.image_size))
     ck = torch.load(f"{run_dir}/last.pt", map_location="cpu", weights_only=False)

@@ -115,6 +115,18 @@ class Trainer:
         return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.workers, generator=g,
                           pin_memory=self.device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
 
+    def derived(self) -> dict:
+        """What the run computes from its configuration, written beside it (config.json's
+        "derived") so that readers (viz, notebooks, bench) need not rebuild the config."""
+        cfg = self.cfg
+        return {"relabel_run_epoch": cfg.relabel_run_epoch,
+                "schedule_epoch": [cfg.schedule_epoch(e) for e in range(1, cfg.epochs + 1)],
+                "weight_momentum": cfg.run_weight_momentum, "proto_momentum": cfg.run_proto_momentum,
+                "ema": self._ema_decay, "head_lr_scale": cfg.run_head_lr_scale,
+                "negatives_per_visit": self.negatives_per_visit, "max_negatives": self.max_negatives,
+                "labeled_faces": len(self.lab_idx), "unlabeled_faces": len(self.unl_idx),
+                "pretrained": None if self.pretrained is None else self.pretrained["file"]}
+
     def lion_params(self, epoch: int) -> L.LionParams:
         return L.LionParams.from_config(self.cfg, epoch, neutral=NEUTRAL)
 
@@ -282,7 +294,7 @@ class Trainer:
     def train(self) -> dict:
         cfg = self.cfg
         if self.main:
-            write_json(self.out / "config.json", dataclasses.asdict(cfg))
+            write_json(self.out / "config.json", {**dataclasses.asdict(cfg), "derived": self.derived()})
             write_npz(self.out / "split.npz", labeled=self.lab_idx, unlabeled=self.unl_idx)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
             if threading_main() else {}

@@ -1,9 +1,12 @@
-"""Plots for notebooks and the README: every figure the kit shows is made here."""
+"""Plots for notebooks and the README: every figure the kit shows is made here. The tables and
+arrays they draw come from analysis.py (re-exported here for the notebooks' convenience)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .analysis import (class_table, interesting_samples, negative_matrix, negative_precision_per_class,  # noqa: F401
+                       negative_sizes, open_sets_per_epoch, relabel_epoch, run_given, unlabeled_truth)
 from .labels import CLASSES
 
 
@@ -46,18 +49,6 @@ def _fit(tile, side):
         return tile
     from PIL import Image
     return np.asarray(Image.fromarray(tile).resize((side, side)))
-
-
-def class_table(dataset) -> pd.DataFrame:
-    """Per-class counts of observed (and, on SynthFER, true) labels."""
-    df = pd.DataFrame({"class": CLASSES,
-                       "observed": np.bincount(dataset.targets, minlength=len(CLASSES))[: len(CLASSES)]})
-    if dataset.true_targets is not None:
-        df["true"] = np.bincount(dataset.true_targets, minlength=len(CLASSES))
-        agree = np.asarray(dataset.targets) == np.asarray(dataset.true_targets)
-        df["observed_is_true"] = [agree[np.asarray(dataset.true_targets) == c].mean().round(3) for c in range(len(CLASSES))]
-    df["share"] = (df["observed"] / df["observed"].sum()).round(4)
-    return df
 
 
 # ----------------------------------------------------------------------------- training
@@ -155,25 +146,6 @@ def misclassified_gallery(run, n=16, seed=0):
 
 # ----------------------------------------------------------------------------- candidate sets
 
-def open_sets_per_epoch(run) -> pd.DataFrame:
-    """Per epoch: open candidate sets, relabelled samples and labeled-label accuracy."""
-    w, lab = run.history["weights"].astype(np.float32), run.history["labels"]
-    df = pd.DataFrame({"epoch": np.arange(1, len(w) + 1), "open_sets": ((w > 0).sum(2) > 1).sum(1),
-                       "relabelled": (lab != run_given(run)).sum(1)})
-    if "ambiguous_rate" in run.metrics:
-        df["ambiguous_rate"] = run.metrics["ambiguous_rate"].values[: len(df)]
-    for k in ("label_acc_now", "label_acc_given", "relabel_precision"):
-        if k in run.metrics:
-            df[k] = run.metrics[k].values[: len(df)]
-    return df
-
-
-def run_given(run) -> np.ndarray:
-    """The given (observed) labels of the labeled samples, in state order."""
-    ds = run.dataset("train")
-    return np.asarray(ds.targets)[run.split["labeled"]]
-
-
 def plot_open_sets(run, ax=None):
     plt = _plt()
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
@@ -184,22 +156,6 @@ def plot_open_sets(run, ax=None):
     ax.set(xlabel="epoch", ylabel="labeled samples", title="label disambiguation per epoch (dotted: E_r)")
     ax.legend(fontsize=8)
     return ax.figure
-
-
-def relabel_epoch(run) -> int:
-    from .config import Config
-    c = run.config
-    return Config(epochs=c["epochs"], relabel_epoch=c["relabel_epoch"], schedule_epochs=c["schedule_epochs"]).relabel_run_epoch
-
-
-def interesting_samples(run, n=6) -> list[int]:
-    """Labeled samples whose candidate sets were open longest (ties: first)."""
-    w = run.history["weights"].astype(np.float32)
-    open_epochs = ((w > 0).sum(2) > 1).sum(0)
-    changed = (run.history["labels"] != run_given(run)).any(0)
-    score = open_epochs + 100 * changed
-    order = np.argsort(-score, kind="stable")
-    return [int(i) for i in order[:n]]
 
 
 def plot_weight_trajectories(run, samples, ax=None):
@@ -303,17 +259,6 @@ def _explorer(controls, render):
 
 # ----------------------------------------------------------------------------- negative labels
 
-def negative_sizes(run) -> pd.DataFrame:
-    """Per epoch, how many unlabeled samples hold 0, 1, ..., 6 complementary labels."""
-    b = run.history["bank"]
-    sizes = b.sum(2)
-    rows = [np.bincount(s, minlength=len(CLASSES)) for s in sizes]
-    df = pd.DataFrame(rows, columns=[str(k) for k in range(len(CLASSES))])
-    df.insert(0, "epoch", np.arange(1, len(b) + 1))
-    df["mean"] = sizes.mean(1)
-    return df
-
-
 def plot_negative_growth(run):
     plt = _plt()
     df = negative_sizes(run)
@@ -333,42 +278,15 @@ def plot_negative_growth(run):
     return fig
 
 
-def _unlabeled_truth(run):
-    ds = run.dataset("train")
-    src = ds.true_targets if ds.true_targets is not None else ds.targets
-    return np.asarray(src)[run.split["unlabeled"]], ds.true_targets is not None
-
-
-def negative_matrix(run, epoch=-1) -> pd.DataFrame:
-    """Rows: true class (SynthFER) or dataset label; columns: complementary class; cells: the
-    share of that class's unlabeled samples whose set rules the column class out."""
-    truth, _ = _unlabeled_truth(run)
-    b = run.history["bank"][epoch]
-    m = np.stack([b[truth == c].mean(0) if (truth == c).any() else np.zeros(len(CLASSES)) for c in range(len(CLASSES))])
-    return pd.DataFrame(m, index=CLASSES, columns=CLASSES)
-
-
 def plot_negative_heatmap(run, epoch=-1, ax=None):
     import seaborn as sns
     plt = _plt()
     ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
-    _, has_true = _unlabeled_truth(run)
+    _, has_true = unlabeled_truth(run)
     sns.heatmap(negative_matrix(run, epoch), annot=True, fmt=".2f", cmap="Reds", vmin=0, vmax=1, ax=ax, cbar=False)
     ax.set(xlabel="ruled out (complementary label)", ylabel="true class" if has_true else "dataset label",
            title="which expressions are ruled out for which\n(the diagonal is a mistake)")
     return ax.figure
-
-
-def negative_precision_per_class(run, epoch=-1) -> pd.Series:
-    """Share of complementary labels that are right (not the true class), per true class."""
-    truth, _ = _unlabeled_truth(run)
-    b = run.history["bank"][epoch]
-    out = {}
-    for c in range(len(CLASSES)):
-        rows = b[truth == c]
-        total = rows.sum()
-        out[CLASSES[c]] = float(1 - rows[:, c].sum() / total) if total else np.nan
-    return pd.Series(out, name="negative-label precision")
 
 
 def plot_negative_precision(run, ax=None):
@@ -386,7 +304,7 @@ def plot_negative_precision(run, ax=None):
 def negative_gallery(run, n=16, epoch=-1, seed=0):
     """Unlabeled faces with their complementary labels struck through."""
     b = run.history["bank"][epoch]
-    truth, has_true = _unlabeled_truth(run)
+    truth, has_true = unlabeled_truth(run)
     has = np.flatnonzero(b.any(1))
     pick = np.random.default_rng(seed).choice(has, min(n, len(has)), replace=False) if len(has) else []
     caps = [(f"true {CLASSES[truth[i]]}" if has_true else f"label {CLASSES[truth[i]]}") + f"\n{int(b[i].sum())} ruled out" for i in pick]

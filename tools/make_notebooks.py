@@ -17,7 +17,7 @@ KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name
 SETUP = """import matplotlib.pyplot as plt
 from IPython.display import display
 import lion_kit
-from lion_kit import viz, nb
+from lion_kit import analysis, viz, nb
 from lion_kit.train import train
 %matplotlib inline"""
 
@@ -125,11 +125,11 @@ write("02_candidate_evolution.ipynb", [
     code(SETUP + "\n" + QUICK_CHECK + "\n" + RUN_OR_TRAIN),
     md("## Ambiguous samples per epoch\n\nOrange: labeled faces whose candidate set is open at the end of the epoch. "
        "Black: faces whose training label differs from the given one. Nothing happens before E_r (dotted)."),
-    code("""table = viz.open_sets_per_epoch(run)
+    code("""table = analysis.open_sets_per_epoch(run)
 display(table)
 viz.plot_open_sets(run); plt.show()"""),
     md("## Candidate-weight trajectories\n\nThe faces whose sets stayed open longest (or that were relabelled)."),
-    code("""samples = viz.interesting_samples(run, 5)
+    code("""samples = analysis.interesting_samples(run, 5)
 viz.plot_weight_trajectories(run, samples); plt.show()"""),
     md("## Relabel events\n\nOld → new label; on SynthFER a ✓ marks a new label that is the face's true class. "
        "The share of ✓ is the *relabel precision*, which no real dataset can measure."),
@@ -159,7 +159,7 @@ write("03_negative_labels.ipynb", [
     code(SETUP + "\n" + QUICK_CHECK + "\n" + RUN_OR_TRAIN),
     md("## Growth of the complementary sets\n\nLeft: mean |C_i| over unlabeled faces. Right: how many faces hold "
        "0, 1, ..., 6 negative labels. The sets grow progressively because one class is added per visit."),
-    code("""sizes = viz.negative_sizes(run)
+    code("""sizes = analysis.negative_sizes(run)
 display(sizes)
 viz.plot_negative_growth(run); plt.show()"""),
     md("## Which expressions are ruled out for which\n\nRow = the face's true class (SynthFER) or dataset label, "
@@ -167,7 +167,7 @@ viz.plot_negative_growth(run); plt.show()"""),
     code("viz.plot_negative_heatmap(run); plt.show()"),
     md("## Negative-label precision per class\n\nThe share of complementary labels that are right. Ruling out a "
        "class at random would be right 6/7 of the time, so precision must beat 0.857 to be informative."),
-    code("""prec = viz.negative_precision_per_class(run)
+    code("""prec = analysis.negative_precision_per_class(run)
 display(prec.to_frame())
 viz.plot_negative_precision(run); plt.show()"""),
     md("## Faces and what they are not"),
