@@ -37,6 +37,9 @@ def test_01_train(nb01):
     assert 0 <= r["test_acc"] <= 1 and 0 <= r["test_mca"] <= 1 and r["best_acc"] >= r["test_acc"]
     assert r["loss_last"] < r["loss_first"]
     assert (nb01 / "01_train.html").stat().st_size > 50_000  # figures embedded
+    cross = r["cross_dataset"]  # evaluated on a differently rendered SynthFER test split
+    assert cross["faces"] == 400 and 0 <= cross["acc"] <= 1 and "seed=7" in cross["dataset"]
+    assert (Path(r["run_dir"]) / "eval" / "synthfer_test_last.json").is_file()
 
 
 def test_02_candidate_evolution_on_a_given_run(nb01, tmp_path):

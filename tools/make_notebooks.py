@@ -15,6 +15,7 @@ KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name
           "language_info": {"name": "python"}}
 
 SETUP = """import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import display
 import lion_kit
 from lion_kit import analysis, viz, nb
@@ -81,13 +82,18 @@ iters = None
 synth_size = None
 image_size = None
 seed = 0
+eval_dataset = "synthfer"  # cross-dataset evaluation of the trained run: any dataset name, or None to skip
+eval_root = None       # its folder (all but synthfer)
+eval_split = "test"
+eval_options = {"size": "small", "seed": 7, "ambiguity": 0.6, "min_intensity": 0.1}  # synthfer: another, harder rendering
 out_dir = "runs/nb01\"""", tags=["parameters"]),
     code(SETUP + """
 nb.check_params({"method": (str, nb.METHODS), "dataset": (str, nb.DATASETS),
                  "data_root": ((str, type(None)), None), "preset": (str, nb.PRESETS), "n_labeled": (int, None),
                  "epochs": ((int, type(None)), None), "iters": ((int, type(None)), None),
                  "synth_size": ((str, type(None)), nb.SYNTH_SIZES), "image_size": ((int, type(None)), None),
-                 "seed": (int, None), "out_dir": (str, None)}, globals())"""),
+                 "seed": (int, None), "eval_dataset": ((str, type(None)), nb.DATASETS), "eval_root": ((str, type(None)), None),
+                 "eval_split": (str, None), "eval_options": (dict, None), "out_dir": (str, None)}, globals())"""),
     md("## Train\n\nThe run directory receives `config.json`, `metrics.jsonl` (one line per epoch), `history.npz`, "
        "`relabels.csv`, `summary.json` and checkpoints. A progress bar shows each epoch."),
     code("""summary = train(preset, overwrite=True, **nb.overrides(method=method, dataset=dataset, data_root=data_root, n_labeled=n_labeled,
@@ -109,10 +115,26 @@ print("last epoch:", summary["last_epoch"], "| best epoch (paper's protocol):", 
     code("viz.plot_confusion(run); plt.show()\nviz.plot_per_class(run); plt.show()"),
     md("## Misclassified faces"),
     code("viz.misclassified_gallery(run, n=16); plt.show()"),
+    md("## Cross-dataset evaluation\n\nTrain on one dataset, test on another: a standard FER experiment. "
+       "`evaluate_run` applies the run's model (its EMA copy) to any dataset split and writes the result into the "
+       "run directory under `eval/`, apart from the run's own numbers (the command line: `python -m lion_kit eval "
+       "--run DIR --dataset NAME --data-root R`). With no download at hand, the default evaluates on a *differently "
+       "rendered* SynthFER (another seed, twice as many blended faces, subtler expressions): a distribution shift "
+       "one can dial. A class absent from the evaluated split is reported as absent, not as 0."),
+    code("""if eval_dataset is not None:
+    from lion_kit.evaluate import evaluate_run
+    cross = evaluate_run(run.path, eval_dataset, eval_root, eval_split, **(eval_options if eval_dataset == "synthfer" else {}))
+    print(f"trained on {cross['trained_on']}, evaluated on {cross['dataset']} ({cross['split']}, {cross['faces']} faces): "
+          f"accuracy {cross['acc']:.3f} (own test split: {summary['last_epoch']['test_acc']:.3f}), "
+          f"mean class accuracy {cross['mean_class_acc']:.3f}")
+    display(pd.DataFrame(cross["per_class"]))
+else:
+    cross = None"""),
     code("""nb.save_results(out_dir, {"method": method, "run_dir": str(run.path), "epochs": int(len(run.metrics)),
                            "test_acc": summary["last_epoch"]["test_acc"], "test_mca": summary["last_epoch"]["test_mca"],
                            "best_acc": summary["best_epoch"]["test_acc"],
-                           "loss_first": float(run.metrics["loss"].iloc[0]), "loss_last": float(run.metrics["loss"].iloc[-1])})"""),
+                           "loss_first": float(run.metrics["loss"].iloc[0]), "loss_last": float(run.metrics["loss"].iloc[-1]),
+                           "cross_dataset": None if cross is None else {k: cross[k] for k in ("dataset", "split", "faces", "acc", "mean_class_acc")}})"""),
 ])
 
 write("02_candidate_evolution.ipynb", [
