@@ -59,6 +59,7 @@ def speed(methods=("supervised", "fixmatch", "lion"), iters=10, rounds=3, preset
             for _ in range(rounds):
                 a, b, c = min(a, _timeit(floor, iters)), min(b, _timeit(step, iters)), min(c, _timeit(loaded, iters))
             tr.state.load_state_dict({**state, "relabels": torch.zeros(0, 4, dtype=torch.long)})
+            tr.release()
             out[method] = {"images_per_iter": n_img, "floor_ips": n_img / a, "step_ips": n_img / b,
                            "loader_ips": n_img / c, "step_over_floor": b / a, "loader_over_floor": c / a}
     out["setup"] = {"preset": preset, "iters": iters, "rounds": rounds, "threads": torch.get_num_threads(),

@@ -71,23 +71,47 @@ def save_torch(path, obj):
 LOCK_NAME = ".lock"
 
 
-def lock_run_dir(out: Path):
-    """An exclusive lock on `out` for as long as this process holds the returned file: a second
-    run on the same folder (a sweep scheduled twice, two shells) is refused instead of both
-    writing into it. The OS drops the lock when the process ends, however it ends."""
+class RunLock:
+    """Held while a training process writes into a run folder; `close()` releases it."""
+
+    _held: set = set()  # folders this process holds: record locks do not exclude their own process
+
+    def __init__(self, out: Path, f):
+        self.out, self._f = out, f
+
+    def close(self):
+        if self._f is not None:
+            RunLock._held.discard(self.out)
+            self._f.close()
+            self._f = None
+
+
+def lock_run_dir(out: Path) -> RunLock:
+    """An exclusive lock on `out` for as long as this process holds it: a second run on the same
+    folder (a sweep scheduled twice, two shells, two notebook cells) is refused instead of both
+    writing into it. A POSIX record lock (`lockf`), not `flock`: it belongs to the process, so
+    forked DataLoader workers do not inherit it and a killed trainer frees the folder at once,
+    even while its workers are still winding down."""
     import fcntl
     out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+
+    def busy(holder):
+        return FileExistsError(f"{out} is in use by a running training process ({holder}); "
+                               "wait for it to finish or choose another --out")
+    if key in RunLock._held:  # checked before opening: closing any descriptor drops our own lock
+        raise busy(f"pid {os.getpid()}, this process")
     f = open(out / LOCK_NAME, "a+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
-        raise FileExistsError(f"{out} is in use by a running training process ({holder}); "
-                              "wait for it to finish or choose another --out") from None
+        raise busy(holder) from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}"); f.flush()
-    return f
+    RunLock._held.add(key)
+    return RunLock(key, f)
 
 
 def holds_run(path) -> bool:

@@ -47,6 +47,14 @@ class Trainer:
         self._lock = None
         if self.main:
             self._lock = lock_run_dir(self.out)
+        try:
+            self._setup(cfg, resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+
+    def _setup(self, cfg, resume, overwrite):
+        if self.main:
             if holds_run(self.out) and not (resume or overwrite):
                 raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it "
                                       "or --overwrite to replace it")
@@ -292,6 +300,12 @@ class Trainer:
         self._stop = signum
 
     def train(self) -> dict:
+        try:
+            return self._train()
+        finally:
+            self.release()
+
+    def _train(self) -> dict:
         cfg = self.cfg
         if self.main:
             write_json(self.out / "config.json", {**dataclasses.asdict(cfg), "derived": self.derived()})
@@ -363,10 +377,7 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        try:
-            return self.finish(time.perf_counter() - t_start)
-        finally:
-            self.release()
+        return self.finish(time.perf_counter() - t_start)
 
     def release(self):
         """Let another process use the run directory (also happens when this process exits)."""

@@ -1,6 +1,7 @@
 """Exact resume after SIGINT / SIGKILL, atomic artifacts, multi-process training, sweeps (issue 6)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,7 +153,7 @@ def test_out_of_range_values_are_refused_before_a_run(tmp_path, flag, value, exp
 
 
 def test_commands_print_one_error_line_on_bad_input(tmp_path, folder_root):
-    import shutil
+
     no_neutral = tmp_path / "fer"
     shutil.copytree(folder_root, no_neutral)
     shutil.rmtree(no_neutral / "train" / "neutral")
@@ -185,7 +186,7 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, mo
 
 
 def test_resume_from_a_truncated_checkpoint_names_it_and_overwrites_nothing(reference, tmp_path):
-    import shutil
+
     out = tmp_path / "cut"
     shutil.copytree(reference, out)
     data = (out / "last.pt").read_bytes()
@@ -203,7 +204,38 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lion_kit", "train", *ARGS, "--out", str(out), "--overwrite"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "in use by a running training process (pid" in r.stderr
+    with pytest.raises(FileExistsError, match="this process"):  # a second notebook cell, say
+        train("smoke", out=str(out), workers=0, overwrite=True, **{**KW, "epochs": 1, "iters": 2})
     held.close()  # the first run ends: the folder is free again
     train("smoke", out=str(out), workers=0, **{**KW, "epochs": 1, "iters": 2})
     assert (out / "summary.json").exists()
     train("smoke", out=str(out), workers=0, overwrite=True, **{**KW, "epochs": 1, "iters": 2})  # released on return
+
+
+def test_a_refused_start_releases_the_folder(tmp_path, reference):
+    """A run that fails to start (here: the folder holds a run) must not keep the folder locked
+    in a long-lived process such as a notebook kernel: the retry with --overwrite goes through."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train("smoke", out=str(out), workers=0, **{**KW, "epochs": 1, "iters": 2})
+    train("smoke", out=str(out), workers=0, overwrite=True, **{**KW, "epochs": 1, "iters": 2})
+    assert (out / "summary.json").exists()
+
+
+def test_a_killed_trainer_frees_its_folder_while_its_forked_workers_live_on(tmp_path):
+    """DataLoader workers are forked and notice their parent's death only seconds later; the lock
+    must not pass to them (the CI failure flock caused), so a resume right after SIGKILL works."""
+    from lion_kit.runs import lock_run_dir
+    out = tmp_path / "run"
+    code = ("import os, sys, time\nfrom pathlib import Path\nfrom lion_kit.runs import lock_run_dir\n"
+            f"lock = lock_run_dir(Path({str(out)!r}))\n"
+            "if os.fork() == 0:\n    time.sleep(15); os._exit(0)\n"
+            "print('ready', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    with pytest.raises(FileExistsError, match="in use"):
+        lock_run_dir(out)
+    p.kill()
+    p.wait()
+    lock_run_dir(out).close()  # the forked child still has the file open, and holds nothing
