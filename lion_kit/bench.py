@@ -67,27 +67,6 @@ def speed(methods=("supervised", "fixmatch", "lion"), iters=10, rounds=3, preset
     return out
 
 
-def accuracy(out="runs/bench_accuracy", quick=False, workers=1) -> dict:
-    """The results table: methods and LION ablations x {100, 400, 1000} labels x 3 seeds."""
-    from . import sweep
-    variants = ["supervised", "fixmatch", "lion", "lion-no-ld", "lion-no-nl", "lion-nl-no-progression"]
-    if quick:
-        jobs = sweep.make_grid(variants[:3], [100], [0], root=out, preset="smoke", epochs=1, iters=3)
-    else:
-        jobs = sweep.make_grid(variants, [100, 400, 1000], [0, 1, 2], root=out, preset="cpu")
-    df = sweep.run_grid(jobs, workers=workers)
-    table = sweep.summarize(df)
-    from pathlib import Path
-    Path(out).mkdir(parents=True, exist_ok=True)
-    df.to_csv(f"{out}/runs.csv", index=False)
-    table.to_csv(f"{out}/results_table.csv", index=False)
-    import matplotlib
-    matplotlib.use("Agg")
-    sweep.plot_grid(df, "acc").savefig(f"{out}/accuracy.png", dpi=120, bbox_inches="tight")
-    print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
-    return {"runs": len(df), "failed": int((df["status"] == "failed").sum()), "table": table.to_dict(orient="records")}
-
-
 def confidence(run_dir, n: int = 2000) -> dict:
     """How confident a run's last checkpoint is on unlabeled faces, against LION's thresholds:
     quantiles of the top and of the smallest class probability (EMA and raw model), and the
@@ -120,38 +99,15 @@ def confidence(run_dir, n: int = 2000) -> dict:
     return out
 
 
-def _has_tabulate():
-    try:
-        import tabulate  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-def _overrides(pairs) -> dict:
-    import json
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ValueError(f"--set {p!r}: expected KEY=VALUE")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def run(what: str, a) -> dict:
+    from .config import parse_set
     if what == "render":
         from .synth import bench_render
         return bench_render(a.size, a.image_size)
     if what == "speed":
-        return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset, **_overrides(a.set))
+        return speed(tuple(a.methods.split(",")), iters=a.iters, rounds=a.rounds, preset=a.preset, **parse_set(a.set))
     if what == "confidence":
         if not a.run:
             raise ValueError("bench confidence needs --run <run directory>")
         return confidence(a.run)
-    if what == "accuracy":
-        return accuracy(a.out, quick=a.quick, workers=a.workers)
     raise ValueError(what)

@@ -63,6 +63,26 @@ def cmd_bench(a):
         Path(a.json).write_text(json.dumps(result, indent=1))
 
 
+def cmd_results(a):
+    from . import results, sweep
+    from .config import parse_set
+    if a.what == "run":
+        ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+        jobs = sweep.make_grid(a.variants.split(","), ints(a.budgets), ints(a.seeds), root=a.runs, preset=a.preset,
+                               split_seeds=ints(a.split_seeds), **parse_set(a.set))
+        df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep)
+        print(f"{len(df)} cells: {(df['status'] == 'reused').sum()} reused, {(df['status'] == 'done').sum()} trained, "
+              f"{(df['status'] == 'failed').sum()} failed; kept in {a.keep}")
+    text = results.rebuild(a.keep)
+    print(text)
+    if a.readme and a.write:
+        results.write_readme(text, a.readme)
+    elif a.readme and a.check and results.readme_block(a.readme) != text:
+        print(f"{a.readme}: the results table differs from {a.keep}; rebuild it with "
+              f"`python -m lion_kit results table --readme {a.readme} --write`", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def cmd_demo(a):
     from .demo import demo
     demo(a.out, quick=a.quick)
@@ -137,22 +157,34 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--out", default="runs/grid")
     p.set_defaults(fn=cmd_grid)
-    p = sub.add_parser("bench", help="benchmarks: render, speed, accuracy")
-    p.add_argument("what", choices=["render", "speed", "accuracy", "confidence"])
+    p = sub.add_parser("bench", help="benchmarks: render, speed, confidence (the accuracy grid: `results`)")
+    p.add_argument("what", choices=["render", "speed", "confidence"])
     p.add_argument("--run", default=None, help="confidence: a run directory")
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--size", default="full", help="render: SynthFER size")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--iters", type=int, default=10, help="speed: timed iterations per measurement")
     p.add_argument("--methods", default="supervised,fixmatch,lion")
-    p.add_argument("--out", default="runs/bench_accuracy", help="accuracy: where runs go")
-    p.add_argument("--quick", action="store_true", help="accuracy: a tiny grid (smoke test)")
-    p.add_argument("--workers", type=int, default=1, help="accuracy: parallel runs")
     p.add_argument("--preset", default="cpu", help="speed: the preset whose shapes are measured")
     p.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds (best of)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("results", help="the committed results grid: train missing cells, rebuild the table")
+    p.add_argument("what", choices=["run", "table"], help="run: train (or reuse) cells and keep them; table: rebuild from kept cells alone")
+    p.add_argument("--keep", default="results/synthfer-cpu", help="where cells are kept (committed)")
+    p.add_argument("--runs", default="runs/grid", help="run: where cells train (not committed)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--variants", default="supervised,fixmatch,lion,lion-no-ld,lion-no-nl,lion-nl-no-progression")
+    p.add_argument("--budgets", default="100,400,1000")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--split-seeds", default="5,6,7", help="extra lion cells at 400 labels, seed 0 (5 is the grid's own)")
+    p.add_argument("--workers", type=int, default=1, help="run: cells trained in parallel")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="run: a config override for every cell")
+    p.add_argument("--readme", default=None, help="table: README whose results block to --check or --write")
+    p.add_argument("--check", action="store_true", help="table: exit 1 if the README's block differs")
+    p.add_argument("--write", action="store_true", help="table: replace the README's block")
+    p.set_defaults(fn=cmd_results)
     p = sub.add_parser("eval", help="evaluate a run's model on any dataset split (cross-dataset)")
     p.add_argument("--run", required=True, help="a run directory")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])

@@ -300,3 +300,18 @@ def resolve(preset: str | None = None, file: str | None = None, overrides: dict 
         check_keys(overrides, "overrides")
         d.update(overrides)
     return Config(**d)
+
+
+def parse_set(pairs) -> dict:
+    """`--set KEY=VALUE` options as overrides (VALUE read as JSON when it parses, else text);
+    the keys are checked where the overrides are resolved."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ValueError(f"--set {p!r}: expected KEY=VALUE")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out

@@ -57,11 +57,16 @@ def demo(out="runs/demo", quick: bool = False):
                                                        "out_dir": str(out / "nb01"), **budget})
     for name, d in (("02_candidate_evolution.ipynb", "nb02"), ("03_negative_labels.ipynb", "nb03")):
         execute_notebook(name, out / d, {"run_dir": str(run_dir), "out_dir": str(out / d), "interactive": False})
-    grid = dict(variants=["supervised", "fixmatch", "lion"], budgets=[100], seeds=[0], out_dir=str(out / "nb04"), preset=preset)
+    grid = dict(variants=["supervised", "fixmatch", "lion"], budgets=[100], seeds=[0], out_dir=str(out / "nb04"),
+                preset=preset, results_dir="")
+    from .results import ROOT, load
     if quick:
         grid.update(synth_size="small", epochs=2, iters=6)
+    elif len(load(ROOT)):  # the committed grid: drawn from results/, nothing trained
+        grid.update(variants=sorted(set(load(ROOT)["variant"])), budgets=[100, 400, 1000], seeds=[0, 1, 2],
+                    results_dir=ROOT, train_missing=False)
     else:
-        grid.update(epochs=3, iters=50)  # a taste of the grid; `bench accuracy` runs the full one
+        grid.update(epochs=3, iters=50)  # a taste of the grid; `results run` trains the full one
     execute_notebook("04_ablations.ipynb", out / "nb04", grid)
     from .runs import load_run
     from .viz import readme_figures

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import keep as keep_cell, row as result_row
+
 VARIANTS = {
     "supervised": dict(method="supervised"),
     "fixmatch": dict(method="fixmatch"),
@@ -31,30 +33,39 @@ VARIANTS = {
 
 
 def make_grid(variants=("supervised", "fixmatch", "lion"), budgets=(400,), seeds=(0,), root="runs/ablations",
-              preset="cpu", **base) -> list[dict]:
-    """One job description per cell. `base` holds config overrides shared by all cells."""
+              preset="cpu", split_seeds=(), split_variant="lion", split_budget=400, **base) -> list[dict]:
+    """One job description per cell. `base` holds config overrides shared by all cells.
+    `split_seeds` adds cells of `split_variant` at `split_budget`, seed 0, drawn with other
+    labeled splits (the default split's cell is the grid's own)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; expected some of {sorted(VARIANTS)}")
-    jobs = []
-    for v in variants:
-        for n in budgets:
-            for s in seeds:
-                out = Path(root) / v / f"n{n}_s{s}"
-                jobs.append({"variant": v, "n_labeled": n, "seed": s, "preset": preset, "out": str(out),
-                             "overrides": {**base, **VARIANTS[v], "n_labeled": n, "seed": s, "out": str(out)}})
+
+    def job(v, n, s, split=None):
+        key = f"{v}/n{n}_s{s}" + (f"_split{split}" if split is not None else "")
+        extra = {"split_seed": split} if split is not None else {}
+        return {"variant": v, "n_labeled": n, "seed": s, "preset": preset, "key": key, "out": str(Path(root) / key),
+                "overrides": {**base, **VARIANTS[v], "n_labeled": n, "seed": s, **extra, "out": str(Path(root) / key)}}
+    jobs = [job(v, n, s) for v in variants for n in budgets for s in seeds]
+    from .config import Config
+    if split_variant in variants and split_budget in budgets:
+        jobs += [job(split_variant, split_budget, 0, k) for k in split_seeds if k != Config.split_seed]
     return jobs
 
 
-def _finished(job) -> bool:
+def _want(job) -> dict:
     from .config import resolve
-    out = Path(job["out"])
-    if not (out / "summary.json").is_file() or not (out / "config.json").is_file():
-        return False
-    want = dataclasses.asdict(resolve(job["preset"], None, job["overrides"]))
-    have = json.loads((out / "config.json").read_text())
-    ignore = {"workers", "threads", "device"}
-    return all(have.get(k) == v for k, v in want.items() if k not in ignore)
+    return dataclasses.asdict(resolve(job["preset"], None, job["overrides"]))
+
+
+def _finished(job, kept=()) -> Path | None:
+    """The folder (a kept cell, else the run) that already holds this job's result, if any."""
+    from .results import same_config
+    for out in [Path(k) / job["key"] for k in kept if k] + [Path(job["out"])]:
+        if (out / "summary.json").is_file() and (out / "config.json").is_file():
+            if same_config(json.loads((out / "config.json").read_text()), _want(job)):
+                return out
+    return None
 
 
 def run_job(job) -> dict:
@@ -68,31 +79,37 @@ def run_job(job) -> dict:
     try:
         with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             s = train(job["preset"], None, overwrite=True, **job["overrides"])
-        return {**row, "status": "done", **_row(s)}
+        if job.get("keep"):  # committed as it lands: a session may end before the grid does
+            keep_cell(out, Path(job["keep"]) / job["key"])
+        return {**row, "status": "done", "split_seed": _want(job)["split_seed"], **result_row(s)}
     except BaseException as e:  # noqa: BLE001 - a failed cell is reported, the grid goes on
         with open(log, "a") as f:
             f.write(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(log)}
 
 
-def _row(s: dict) -> dict:
-    r = {"acc": s["last_epoch"]["test_acc"], "mca": s["last_epoch"]["test_mca"],
-         "best_acc": s["best_epoch"]["test_acc"], "relabel_precision": s.get("relabel_precision"),
-         "neg_precision": s.get("neg_precision"), "relabels": s.get("relabels"), "wall_s": s["wall_s"]}
-    if "last_epoch_true" in s:
-        r["acc_true"] = s["last_epoch_true"]["test_acc"]
-    return r
-
-
-def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None = None, progress=True) -> pd.DataFrame:
-    """Run (or reuse) every job; one row per cell, failures included."""
+def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None = None, progress=True,
+             keep: str | None = None, reuse: str | None = None, train_missing: bool = True) -> pd.DataFrame:
+    """Run (or reuse) every job; one row per cell, failures included. `keep` (a folder such as
+    results/synthfer-cpu): kept cells whose configuration matches are reused, and each newly
+    finished cell is kept there. `reuse`: such a folder read, never written (notebooks).
+    `train_missing=False` trains nothing and reports the cells not found as "missing"."""
     rows, todo = [], []
     for j in jobs:
-        if _finished(j):
-            s = json.loads((Path(j["out"]) / "summary.json").read_text())
-            rows.append({**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "status": "reused", **_row(s)})
+        done = _finished(j, (keep, reuse))
+        if done is not None:
+            s = json.loads((done / "summary.json").read_text())
+            rows.append({**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "status": "reused",
+                         "split_seed": _want(j)["split_seed"], **result_row(s)})
+            if keep and done == Path(j["out"]):
+                keep_cell(done, Path(keep) / j["key"])
+        elif not train_missing:
+            rows.append({**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "status": "missing",
+                         "split_seed": _want(j)["split_seed"]})
         else:
             todo.append(j)
+    for j in todo:
+        j["keep"] = keep
     if todo and executor == "local":
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
         for j in todo:
@@ -130,31 +147,3 @@ def _progress(it, total, on):
         return list(it)
     from tqdm.auto import tqdm
     return list(tqdm(it, total=total, desc="runs"))
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """mean ± std over seeds per (variant, budget) of every metric column. The std is the sample
-    standard deviation (ddof=1); with one seed there is none, and only the mean is shown."""
-    ok = df[df["status"].isin(["done", "reused"])]
-    cols = [c for c in ("acc", "mca", "acc_true", "best_acc", "relabel_precision", "neg_precision") if c in ok]
-    g = ok.groupby(["variant", "n_labeled"])[cols]
-    mean, std, n = g.mean(), g.std(ddof=1), g.size()
-    out = mean.copy()
-    for c in cols:
-        out[c] = [("" if pd.isna(m) else f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}") for m, s in zip(mean[c], std[c])]
-    out["seeds"] = n
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return out.reset_index().sort_values(["n_labeled", "variant"], key=lambda s: s.map(order) if s.name == "variant" else s)
-
-
-def plot_grid(df: pd.DataFrame, metric="acc", ax=None):
-    import matplotlib.pyplot as plt
-    ok = df[df["status"].isin(["done", "reused"])]
-    ax = ax or plt.subplots(figsize=(6.5, 3.8))[1]
-    for v, g in ok.groupby("variant", sort=False):
-        s = g.groupby("n_labeled")[metric].agg(["mean", "std"]).fillna(0)  # one seed: no error bar
-        ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=v)
-    ax.set(xscale="log", xlabel="labels", ylabel=metric, title=f"last-epoch {metric} (mean ± std over seeds)")
-    ax.set_xticks(sorted(ok["n_labeled"].unique()), [str(x) for x in sorted(ok["n_labeled"].unique())])
-    ax.legend(fontsize=8)
-    return ax.figure

@@ -331,7 +331,7 @@ def readme_figures(run, out, ablation_csv=None):
     figs = {"01_accuracy.png": plot_accuracy(run), "02_trajectories.png": plot_weight_trajectories(run, interesting_samples(run, 4)),
             "03_negative_growth.png": plot_negative_growth(run)}
     if ablation_csv is not None:
-        from .sweep import plot_grid
+        from .results import plot as plot_grid
         figs["04_ablations.png"] = plot_grid(pd.read_csv(ablation_csv))
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=100, bbox_inches="tight")

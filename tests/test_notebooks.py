@@ -67,11 +67,24 @@ def test_04_ablations_grid_and_reuse(tmp_path):
     execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)
     r = results(tmp_path)
     assert r["runs"] == 4 and r["failed"] == 0 and len(r["table"]) == 2
-    assert all(row["seeds"] == 2 and "±" in row["acc"] for row in r["table"])
+    assert all(row["runs"] == 2 and "±" in row["accuracy (last epoch)"] for row in r["table"])
+    assert {row["variant"]: row["neg. precision"] for row in r["table"]}["lion-no-nl"] == "–"  # not run: no zero shown
     assert (tmp_path / "results_table.csv").exists() and (tmp_path / "accuracy.png").exists()
     execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)  # second time: every run reused
     import pandas as pd
     assert set(pd.read_csv(tmp_path / "runs.csv")["status"]) == {"reused"}
+    # committed cells (results/) are drawn without training; cells not kept are reported missing
+    from lion_kit.results import keep
+    kept = tmp_path / "kept"
+    for run in (tmp_path / "runs").glob("*/*"):
+        keep(run, kept / run.parent.name / run.name)
+    (kept / "supervised" / "n100_s1").rename(kept / "supervised" / ".gone")
+    other = tmp_path / "other"
+    execute_notebook("04_ablations.ipynb", other, {**params, "out_dir": str(other), "results_dir": str(kept),
+                                                   "train_missing": False}, html=False)
+    status = pd.read_csv(other / "runs.csv").set_index(["variant", "seed"])["status"]
+    assert status[("supervised", 1)] == "missing" and (status.drop(("supervised", 1)) == "reused").all()
+    assert not (other / "runs").exists()
 
 
 def test_wrong_parameter_type_is_a_clear_error(tmp_path):
@@ -134,16 +147,6 @@ def test_readme_papermill_commands_pass_their_notebooks_parameter_checks():
             ns["budgets"] = "[100, 400]"
             with pytest.raises(TypeError, match=r"budgets='\[100, 400\]' has type str; expected list .*-y"):
                 exec(run_check, ns)
-
-
-def test_summarize_uses_the_sample_std_and_shows_no_std_for_one_seed():
-    import pandas as pd
-    from lion_kit.sweep import summarize
-    df = pd.DataFrame(dict(variant=["lion", "lion", "supervised", "lion"], n_labeled=100,
-                           status=["done", "reused", "done", "failed"], acc=[0.5, 0.6, 0.4, 0.9], mca=[0.4, 0.5, 0.3, 0.9]))
-    t = summarize(df).set_index("variant")
-    assert t.loc["lion", "acc"] == "0.550 ± 0.071" and t.loc["lion", "seeds"] == 2  # the failed run is left out
-    assert t.loc["supervised", "acc"] == "0.400" and t.loc["supervised", "seeds"] == 1
 
 
 def test_regenerating_the_notebooks_changes_nothing(tmp_path):

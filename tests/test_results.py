@@ -1,0 +1,84 @@
+"""The committed results grid (issue 10): cells kept small under results/, reused on a fresh
+machine, and the README's table rebuilt from them alone."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lion_kit import results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lion_kit", "results", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_table_uses_the_sample_std_leaves_out_failures_and_adds_the_split_row():
+    rows = [dict(variant="lion", n_labeled=400, seed=s, split_seed=5, status="kept", acc=a, mca=a, best_acc=a + 0.1,
+                 relabels=2, relabel_precision=0.5, neg_precision=0.98, neg_mean_size=1.5, acc_true=a)
+            for s, a in ((0, 0.5), (1, 0.6))]
+    rows += [dict(variant="lion", n_labeled=400, seed=2, split_seed=5, status="failed"),
+             dict(variant="supervised", n_labeled=400, seed=0, split_seed=5, status="done", acc=0.4, mca=0.3, best_acc=0.45),
+             dict(variant="lion", n_labeled=400, seed=0, split_seed=6, status="kept", acc=0.7, mca=0.7, best_acc=0.7),
+             dict(variant="lion", n_labeled=400, seed=0, split_seed=7, status="missing")]
+    t = results.table(pd.DataFrame(rows)).set_index("variant")
+    assert list(t.index) == ["supervised", "lion", "lion, split seeds [5, 6]"]  # baselines first, as VARIANTS orders them
+    assert t.loc["lion", "accuracy (last epoch)"] == "0.550 ± 0.071" and t.loc["lion", "runs"] == 2
+    assert t.loc["supervised", "accuracy (last epoch)"] == "0.400" and t.loc["supervised", "relabels"] == "–"
+    assert t.loc["lion", "best-epoch acc. (paper's protocol)"] == "0.650 ± 0.071"
+    assert t.loc["lion, split seeds [5, 6]", "accuracy (last epoch)"] == "0.600 ± 0.141"
+    md = results.markdown(t.reset_index())
+    assert md.splitlines()[0].startswith("| variant | labels | runs | accuracy (last epoch)") and len(md.splitlines()) == 5
+
+
+def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_table(tmp_path):
+    keep, runs = tmp_path / "results", tmp_path / "runs"
+    where = ["--keep", str(keep), "--runs", str(runs), "--preset", "smoke", "--budgets", "100", "--split-seeds", ""]
+    grid = [*where, "--set", "epochs=1", "--set", "iters=2", "--variants", "supervised,lion", "--seeds", "0,1"]
+    r = _cli("run", *grid)
+    assert r.returncode == 0, r.stderr
+    assert "4 cells: 0 reused, 4 trained, 0 failed" in r.stdout
+    cells = sorted(p.relative_to(keep).as_posix() for p in keep.glob("*/*"))
+    assert cells == ["lion/n100_s0", "lion/n100_s1", "supervised/n100_s0", "supervised/n100_s1"]
+    for c in keep.glob("*/*"):  # a few KB each: no checkpoint, no history
+        assert sorted(f.name for f in c.iterdir()) == sorted(results.KEEP)
+        assert sum(f.stat().st_size for f in c.iterdir()) < 64_000
+    shutil.rmtree(runs)  # a fresh machine: only the committed cells are there
+    r = _cli("run", *grid)
+    assert r.returncode == 0 and "4 cells: 4 reused, 0 trained" in r.stdout, r.stdout + r.stderr
+    assert not runs.exists() or not list(runs.glob("*/*/summary.json"))
+    # a changed configuration is not a match: that cell trains again
+    r = _cli("run", *where, "--set", "epochs=1", "--set", "iters=3", "--variants", "supervised", "--seeds", "0")
+    assert "1 cells: 0 reused, 1 trained" in r.stdout, r.stdout + r.stderr
+    assert json.loads((keep / "supervised/n100_s0/config.json").read_text())["iters"] == 3
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{results.README_BEGIN}\nold\n{results.README_END}\n\nmore\n")
+    r = _cli("table", "--keep", str(keep), "--readme", str(readme), "--check")
+    assert r.returncode == 1 and "results table --readme" in r.stderr
+    assert _cli("table", "--keep", str(keep), "--readme", str(readme), "--write").returncode == 0
+    r = _cli("table", "--keep", str(keep), "--readme", str(readme), "--check")
+    assert r.returncode == 0, r.stderr
+    block = results.readme_block(readme)
+    assert block in r.stdout and "| 100 | supervised | 2 |" in block and readme.read_text().endswith("\n\nmore\n")
+    assert (keep / "table.csv").exists() and (keep / "accuracy.png").exists() and (keep / "cells.csv").exists()
+
+
+def test_readme_table_is_what_the_results_command_prints():
+    """README's Results table comes from results/ alone; rebuild it with
+    `python -m lion_kit results table --readme README.md --write` after cells land."""
+    text = results.markdown(results.table(results.load(ROOT / results.ROOT)))
+    assert results.readme_block(ROOT / "README.md") == text
+
+
+def test_a_kept_cell_missing_a_file_is_an_error_naming_it(tmp_path):
+    cell = tmp_path / "lion" / "n100_s0"
+    cell.mkdir(parents=True)
+    (cell / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"n100_s0: kept cell lacks \['config.json', 'metrics.jsonl'\]"):
+        results.load(tmp_path)
