@@ -44,9 +44,15 @@ def _csv_rows(path: Path, required: tuple[str, ...]):
             yield ln, row
 
 
-def _check_split(split: str, allowed):
-    if split not in allowed:
-        raise ValueError(f"split {split!r}; expected one of {sorted(allowed)}")
+def _root(name: str, root, holds: str, split=None, splits=None) -> Path:
+    """The checks every loader opens with: a root given, a folder, a known split."""
+    if root is None:
+        raise ValueError(f"{name} needs root: the folder holding {holds}")
+    root = Path(root)
+    _check_dir(root, f"{name} root")
+    if splits is not None and split not in splits:
+        raise ValueError(f"split {split!r}; expected one of {sorted(splits)}")
+    return root
 
 
 def _read_fer2013(root: Path):
@@ -74,11 +80,7 @@ def _rgb(gray: np.ndarray) -> np.ndarray:
 
 
 def fer2013(split, root=None):
-    if root is None:
-        raise ValueError("fer2013 needs root: the folder holding fer2013.csv")
-    root = Path(root)
-    _check_dir(root, "FER2013 root")
-    _check_split(split, FER_USAGE.values())
+    root = _root("fer2013", root, "fer2013.csv", split, FER_USAGE.values())
     labels, usage, gray = _read_fer2013(root)
     keep = np.flatnonzero(usage == split)
     if len(keep) == 0:
@@ -88,11 +90,7 @@ def fer2013(split, root=None):
 
 
 def ferplus(split, root=None, include_contempt=False):
-    if root is None:
-        raise ValueError("ferplus needs root: the folder holding fer2013.csv and fer2013new.csv")
-    root = Path(root)
-    _check_dir(root, "FERPlus root")
-    _check_split(split, FER_USAGE.values())
+    root = _root("ferplus", root, "fer2013.csv and fer2013new.csv", split, FER_USAGE.values())
     labels, usage, gray = _read_fer2013(root)
     path = root / "fer2013new.csv"
     votes, vusage = [], []
@@ -122,7 +120,6 @@ def ferplus(split, root=None, include_contempt=False):
     drop = (majority >= 8) | (votes.sum(1) == 0)
     if not include_contempt:
         drop |= majority == 7
-    drop |= ~np.isin(labels, np.arange(len(names)))
     keep = np.flatnonzero((usage == split) & ~drop)
     if len(keep) == 0:
         raise ValueError(f"{path}: no kept rows for split {split!r}")
@@ -135,10 +132,7 @@ def ferplus(split, root=None, include_contempt=False):
 
 
 def affectnet(split, root=None, include_contempt=False, skip_corrupt=False):
-    if root is None:
-        raise ValueError("affectnet needs root: the folder holding <split>.csv (path,expression) and the images")
-    root = Path(root)
-    _check_dir(root, "AffectNet root")
+    root = _root("affectnet", root, "<split>.csv (path,expression) and the images")
     path = root / f"{split}.csv"
     to_canon = affectnet_to_canonical(include_contempt)
     ids, targets, paths, dropped = [], [], [], 0
