@@ -1,4 +1,5 @@
-"""Classification metrics: accuracy, mean class accuracy, per-class accuracy, confusion."""
+"""Classification metrics (accuracy, mean class accuracy, per-class accuracy, confusion) and how
+right LION's per-sample state is where the true class is known (SynthFER, FERPlus)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,3 +18,27 @@ def classification_report(pred, target, num_classes: int = 7) -> dict:
     return {"acc": float((pred == target).mean()) if len(target) else float("nan"),
             "mean_class_acc": float(np.nanmean(per_class)) if support.any() else float("nan"),
             "per_class_acc": per_class.tolist(), "confusion": norm.tolist(), "counts": cm.tolist()}
+
+
+def state_report(st, true_targets, lab_idx, unl_idx) -> dict:
+    """Open candidate sets, relabels and negative-bank size; with true classes also the
+    negative labels' precision (chance: (K-1)/K), the labeled labels' accuracy as given and as
+    now relabelled, and the share of relabels that hit the true class."""
+    import torch
+    rel = st.flush_events()
+    row = {"open_sets": int(((st.weights > 0).sum(1) > 1).sum()), "relabels": len(rel),
+           "neg_mean_size": float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0}
+    if true_targets is None:
+        return row
+    true = torch.as_tensor(true_targets)
+    k = st.bank.shape[1]
+    nneg = st.bank.sum()
+    wrong = st.bank.gather(1, true[torch.as_tensor(unl_idx)].to(st.bank.device)[:, None]).sum()
+    row["neg_precision"] = float(1 - wrong / nneg) if nneg > 0 else float("nan")
+    row["neg_chance"] = (k - 1) / k
+    tl = true[torch.as_tensor(lab_idx)]
+    row["label_acc_given"] = float((st.given.cpu() == tl).float().mean())
+    row["label_acc_now"] = float((st.labels.cpu() == tl).float().mean())
+    hits = [tl[i] == new for _, i, _, new in rel]
+    row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
+    return row

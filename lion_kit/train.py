@@ -24,7 +24,7 @@ from . import distributed
 from .data import (IndexedSubset, InfiniteBatchSampler, TwoViews, bgr_quirk, build_data, eval_transform,
                    strong_transform, weak_transform)
 from .labels import NEUTRAL, NUM_CLASSES
-from .metrics import classification_report
+from .metrics import classification_report, state_report
 from .model import LionNet, load_pretrained
 from .steps import LOSS_TERMS, STATS, STEPS, Batch, max_negatives
 from .runs import LOCK_NAME, atomic_write_text, holds_run, lock_run_dir, save_torch, write_json, write_jsonl, write_npz
@@ -216,23 +216,7 @@ class Trainer:
         if true_test is not None:
             t = classification_report(pred, true_test)
             row["test_acc_true"], row["test_mca_true"] = t["acc"], t["mean_class_acc"]
-        row["open_sets"] = int(((st.weights > 0).sum(1) > 1).sum())
-        rel = st.flush_events()
-        row["relabels"] = len(rel)
-        row["neg_mean_size"] = float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0
-        if self.train_ds.true_targets is not None:
-            true = torch.as_tensor(self.train_ds.true_targets)
-            tu = true[torch.as_tensor(self.unl_idx)].to(st.bank.device)
-            bank = st.bank
-            nneg = bank.sum()
-            wrong = bank.gather(1, tu[:, None]).sum()
-            row["neg_precision"] = float(1 - wrong / nneg) if nneg > 0 else float("nan")
-            row["neg_chance"] = (NUM_CLASSES - 1) / NUM_CLASSES
-            tl = true[torch.as_tensor(self.lab_idx)]
-            row["label_acc_given"] = float((st.given.cpu() == tl).float().mean())
-            row["label_acc_now"] = float((st.labels.cpu() == tl).float().mean())
-            hits = [tl[i] == new for _, i, _, new in rel]
-            row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
+        row.update(state_report(st, self.train_ds.true_targets, self.lab_idx, self.unl_idx))
         return row, test
 
     # ---- persistence
