@@ -41,6 +41,7 @@ class StepStats:
     mask_rate: torch.Tensor
     ambiguous_rate: torch.Tensor
     unlabeled_top_prob: torch.Tensor
+    pseudo_right: torch.Tensor  # share of the unlabeled batch confident AND right (true class known)
 
     def stack(self) -> torch.Tensor:
         return torch.stack([getattr(self, f) for f in STATS]).detach()
@@ -70,10 +71,10 @@ def fixmatch_step(t, b: Batch, epoch: int, it: int):
     logits_s, _ = t.net(b.us)
     L_x = L.labeled_loss(logits_x.float(), t.state.labels[b.ix], torch.ones_like(b.ix, dtype=torch.bool))
     p_u = logits_u.float().softmax(1).detach()
-    L_u, mask, _ = L.pseudo_label_loss(logits_s.float(), p_u, cfg.fixmatch_tau)
+    L_u, mask, pseudo = L.pseudo_label_loss(logits_s.float(), p_u, cfg.fixmatch_tau)
     loss = cfg.w_x * L_x + cfg.w_u * L_u
     return loss, _stats(loss, L_x.new_zeros(()), loss_x=L_x, loss_u=L_u, mask_rate=mask.float().mean(),
-                        unlabeled_top_prob=p_u.max(1).values.mean())
+                        unlabeled_top_prob=p_u.max(1).values.mean(), pseudo_right=_right(t, b, mask, pseudo))
 
 
 def lion_step(t, b: Batch, epoch: int, it: int):
@@ -134,7 +135,16 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     loss = cfg.w_x * L_x + cfg.w_u * L_u + lam_n * L_n + lam_n / cfg.sn_ratio * L_sn + cfg.w_px * L_px
     return loss, _stats(loss, zero, loss_x=L_x, loss_u=L_u, loss_n=L_n, loss_sn=L_sn, loss_px=L_px,
                         mask_rate=confident.float().mean(), ambiguous_rate=ambiguous.float().mean(),
-                        unlabeled_top_prob=p_u.detach().max(1).values.mean())
+                        unlabeled_top_prob=p_u.detach().max(1).values.mean(),
+                        pseudo_right=_right(t, b, confident, pseudo))
+
+
+def _right(t, b: Batch, confident, pseudo):
+    """Confident pseudo-labels that hit the face's true class, as a share of the batch (divided
+    by the mask rate per epoch: the pseudo-labels' precision). Zero where no truth is known."""
+    if getattr(t, "unl_true", None) is None:  # no truth (real data, stand-in runs)
+        return confident.new_zeros((), dtype=torch.float32)
+    return (confident & (pseudo == t.unl_true[b.iu])).float().mean()
 
 
 STEPS = {"supervised": supervised_step, "fixmatch": fixmatch_step, "lion": lion_step}

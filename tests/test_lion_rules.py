@@ -339,7 +339,7 @@ class _Net:
         return logits.clone().requires_grad_(), f
 
 
-def _run(epoch, **cfg_kw):
+def _run(epoch, unl_true=None, **cfg_kw):
     import types as _t
     from lion_kit.distributed import Group
     cfg = resolve("smoke", overrides=dict(epochs=30, schedule_epochs=30, relabel_epoch=10, **cfg_kw))
@@ -356,7 +356,7 @@ def _run(epoch, **cfg_kw):
     ls = torch.zeros(2, K)
     net = _Net({0: (lx, fx), 1: (lu, fu), 2: (ls, fu)})
     t = _t.SimpleNamespace(cfg=cfg, net=net, state=st, group=Group(), lion_params=lambda e: L.LionParams.from_config(cfg, e),
-                           max_negatives=K - 1, negatives_per_visit=1)
+                           max_negatives=K - 1, negatives_per_visit=1, unl_true=unl_true)
     key = lambda k, n: torch.full((n, 3, 2, 2), float(k))  # noqa: E731
     from lion_kit.steps import Batch, lion_step
     b = Batch(x=key(0, 3), ix=torch.tensor([0, 1, 2]), uw=key(1, 2), us=key(2, 2), iu=torch.tensor([0, 1]))
@@ -375,6 +375,13 @@ def test_lion_step_prototype_sources_before_the_relabel_epoch():
     torch.testing.assert_close(st.protos[3], (1 - m) * fu[0])
     assert st.protos[4:].abs().sum() == 0
     assert stats.mask_rate == 0.5 and stats.ambiguous_rate == 0  # no disambiguation before E_r
+    assert stats.pseudo_right == 0  # no true classes known: nothing counted
+
+
+def test_pseudo_label_precision_counts_confident_faces_that_hit_the_true_class():
+    # unlabeled face 0 is confident with pseudo-label 3; face 1 is not confident
+    assert _run(epoch=2, unl_true=torch.tensor([3, 3]))[1].pseudo_right == 0.5  # 1 of 2 faces: precision 0.5 / 0.5
+    assert _run(epoch=2, unl_true=torch.tensor([4, 3]))[1].pseudo_right == 0.0
 
 
 def test_lion_step_prototype_sources_from_the_relabel_epoch():
