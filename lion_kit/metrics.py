@@ -21,13 +21,15 @@ def classification_report(pred, target, num_classes: int = 7) -> dict:
 
 
 def state_report(st, true_targets, lab_idx, unl_idx) -> dict:
-    """Open candidate sets, relabels and negative-bank size; with true classes also the
+    """Open candidate sets, relabels, negative-bank mean size and how many unlabeled faces hold
+    0, 1, ..., K negative labels; with true classes also the
     negative labels' precision (chance: (K-1)/K), the labeled labels' accuracy as given and as
     now relabelled, and the share of relabels that hit the true class."""
     import torch
     rel = st.flush_events()
     row = {"open_sets": int(((st.weights > 0).sum(1) > 1).sum()), "relabels": len(rel),
-           "neg_mean_size": float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0}
+           "neg_mean_size": float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0,
+           "neg_sizes": np.bincount(st.bank.sum(1).cpu().numpy(), minlength=st.bank.shape[1] + 1).tolist()}
     if true_targets is None:
         return row
     true = torch.as_tensor(true_targets)

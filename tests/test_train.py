@@ -37,6 +37,9 @@ def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
     h = run.history
     assert h["bank"].shape[0] == 3 and h["weights"].shape[1:] == (100, 7)
     assert h["bank"][-1].sum() >= h["bank"][0].sum()
+    for e in range(3):  # the per-epoch histogram of set sizes agrees with the bank itself
+        sizes = np.bincount(h["bank"][e].sum(1), minlength=8)
+        assert m["neg_sizes"].iloc[e] == sizes.tolist() and np.isclose((sizes * np.arange(8)).sum() / sizes.sum(), m["neg_mean_size"].iloc[e])
     assert 0 < s["last_epoch"]["test_acc"] <= 1 and s["best_epoch"]["epoch"] in (1, 2, 3)
     assert np.asarray(s["confusion"]).shape == (7, 7)
     assert s["peak_rss_mb"] > 50 and s["images_per_s"] > 0
