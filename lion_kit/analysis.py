@@ -93,3 +93,26 @@ def negative_precision_per_class(run, epoch=-1) -> pd.Series:
         total = rows.sum()
         out[CLASSES[c]] = float(1 - rows[:, c].sum() / total) if total else np.nan
     return pd.Series(out, name="negative-label precision")
+
+
+def mechanisms(metrics: pd.DataFrame) -> dict:
+    """What a LION run's mechanisms did, from metrics.jsonl alone (issue 9's acceptance):
+    the epochs whose confident-mask rate reached 0.3; the negative bank when λ_n reaches 0
+    (end of the last epoch with λ_n > 0: the bank the negative losses last used): mean size,
+    precision, set sizes present; open candidate sets, relabels and their precision beside the
+    labeled set's observed-label accuracy; last-epoch and best-epoch accuracy."""
+    m = metrics.reset_index(drop=True)
+    live = m.index[m["lambda_n"] > 0]
+    at = m.loc[live[-1]] if len(live) else m.iloc[-1]
+    sizes = at.get("neg_sizes")
+    present = [k for k, n in enumerate(sizes) if n] if isinstance(sizes, list) else None
+    last = m.iloc[-1]
+    return {"test_acc": float(last["test_acc"]), "best_acc": float(m["test_acc"].max()),
+            "mask_rate": [round(float(x), 3) for x in m["mask_rate"]],
+            "mask_epochs_over_0.3": int((m["mask_rate"] >= 0.3).sum()),
+            "bank_epoch": int(at["epoch"]), "bank_mean": float(at["neg_mean_size"]),
+            "bank_precision": None if pd.isna(at.get("neg_precision")) else float(at["neg_precision"]),
+            "bank_sizes_present": present, "open_sets": int(last["open_sets"]),
+            "relabels": int(last["relabels"]),
+            "relabel_precision": None if pd.isna(last.get("relabel_precision")) else float(last["relabel_precision"]),
+            "label_acc_given": None if pd.isna(last.get("label_acc_given")) else float(last["label_acc_given"])}

@@ -82,3 +82,16 @@ def test_a_kept_cell_missing_a_file_is_an_error_naming_it(tmp_path):
     (cell / "summary.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"n100_s0: kept cell lacks \['config.json', 'metrics.jsonl'\]"):
         results.load(tmp_path)
+
+
+def test_mechanisms_reads_the_bank_where_lambda_n_reaches_zero():
+    from lion_kit.analysis import mechanisms
+    m = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.4, 0.6, 0.5, 0.55], "mask_rate": [0.0, 0.31, 0.3, 0.1],
+                      "lambda_n": [0.2, 0.1, 0.01, 0.0], "neg_mean_size": [0.1, 0.5, 1.2, 2.0],
+                      "neg_precision": [1.0, 0.99, 0.975, 0.95], "neg_sizes": [[9, 1, 0], [5, 5, 0], [2, 4, 4], [0, 0, 10]],
+                      "open_sets": [0, 3, 5, 8], "relabels": [0, 0, 2, 4], "relabel_precision": [None, None, 0.5, 0.25],
+                      "label_acc_given": [0.9] * 4})
+    r = mechanisms(m)
+    assert r["mask_epochs_over_0.3"] == 2 and r["bank_epoch"] == 3 and r["bank_mean"] == 1.2
+    assert r["bank_precision"] == 0.975 and r["bank_sizes_present"] == [0, 1, 2]
+    assert (r["test_acc"], r["best_acc"], r["open_sets"], r["relabels"], r["relabel_precision"]) == (0.55, 0.6, 8, 4, 0.25)
