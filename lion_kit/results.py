@@ -151,11 +151,13 @@ def plot(df: pd.DataFrame, metric="acc", ax=None):
     ax = ax or plt.subplots(figsize=(7, 4.2))[1]
     lows, highs = [], []
     budgets = sorted(d["n_labeled"].unique())
-    for v, g in d.groupby("variant", sort=False):
+    groups = list(d.groupby("variant", sort=False))
+    for k, (v, g) in enumerate(groups):
         s = g.groupby("n_labeled")[metric].agg(["mean", "std", "size"])
         err = s["std"].fillna(0)
         c, m, ls = STYLE.get(v, (None, "o", "-"))
-        ax.errorbar(s.index, s["mean"], yerr=err, color=c, marker=m, ls=ls, capsize=3, lw=1.4, ms=5,
+        dodge = 1.025 ** (k - (len(groups) - 1) / 2)  # side by side on the log axis: error bars stay apart
+        ax.errorbar(s.index * dodge, s["mean"], yerr=err, color=c, marker=m, ls=ls, capsize=3, lw=1.4, ms=5,
                     label=f"{v} (n={int(s['size'].min())}–{int(s['size'].max())})" if s["size"].nunique() > 1 else f"{v} (n={int(s['size'].iloc[0])})")
         lows.append((s["mean"] - err).min()); highs.append((s["mean"] + err).max())
     if lows:
