@@ -73,7 +73,7 @@ def cmd_results(a):
         df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep)
         print(f"{len(df)} cells: {(df['status'] == 'reused').sum()} reused, {(df['status'] == 'done').sum()} trained, "
               f"{(df['status'] == 'failed').sum()} failed; kept in {a.keep}")
-    text = results.rebuild(a.keep)
+    text = results.rebuild(a.keep, preset=a.preset, overrides=parse_set(a.set))
     print(text)
     if a.readme and a.write:
         results.write_readme(text, a.readme)
@@ -180,7 +180,7 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--split-seeds", default="5,6,7", help="extra lion cells at 400 labels, seed 0 (5 is the grid's own)")
     p.add_argument("--workers", type=int, default=1, help="run: cells trained in parallel")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="run: a config override for every cell")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every cell (table: the cells it expects)")
     p.add_argument("--readme", default=None, help="table: README whose results block to --check or --write")
     p.add_argument("--check", action="store_true", help="table: exit 1 if the README's block differs")
     p.add_argument("--write", action="store_true", help="table: replace the README's block")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,20 @@ def row(summary: dict) -> dict:
     return r
 
 
-def load(root=ROOT) -> pd.DataFrame:
-    """One row per kept cell (variant, labels, seed, split seed and the columns of `row`)."""
+def current_config(variant: str, cfg: dict, preset="cpu", overrides=None) -> dict:
+    """The configuration `results run` would give this cell now (same variant, budget, seeds)."""
+    import dataclasses
+    from .config import resolve
+    from .sweep import VARIANTS
+    o = {**(overrides or {}), **VARIANTS.get(variant, {}), "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
+         "split_seed": cfg["split_seed"]}
+    return dataclasses.asdict(resolve(preset, None, o))
+
+
+def load(root=ROOT, preset="cpu", overrides=None) -> pd.DataFrame:
+    """One row per kept cell (variant, labels, seed, split seed and the columns of `row`).
+    A cell made with another configuration than `results run` would use now (an older preset,
+    say) is marked `status="stale"` and left out of the table until it is trained again."""
     root = Path(root)
     rows = []
     for s in sorted(root.glob("*/*/summary.json")):
@@ -75,11 +88,17 @@ def load(root=ROOT) -> pd.DataFrame:
         if missing:
             raise FileNotFoundError(f"{cell}: kept cell lacks {missing}; expected {list(KEEP)}")
         cfg = json.loads((cell / "config.json").read_text())
+        ok = cell.parent.name in _variants() and same_config(cfg, current_config(cell.parent.name, cfg, preset, overrides))
         rows.append({"variant": cell.parent.name, "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
-                     "split_seed": cfg["split_seed"], "cell": str(cell.relative_to(root)), "status": "kept",
+                     "split_seed": cfg["split_seed"], "cell": str(cell.relative_to(root)), "status": "kept" if ok else "stale",
                      **row(json.loads(s.read_text()))})
     cols = ["variant", "n_labeled", "seed", "split_seed", "cell", "status", "acc", "mca", "best_acc"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
+def _variants():
+    from .sweep import VARIANTS
+    return VARIANTS
 
 
 def _fmt(values, digits=3) -> str:
@@ -174,11 +193,15 @@ def plot(df: pd.DataFrame, metric="acc", ax=None):
     return ax.figure
 
 
-def rebuild(root=ROOT, out=None) -> str:
+def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
     """Table (markdown, printed and returned), CSV and plot from the kept cells alone."""
     import matplotlib
     matplotlib.use("Agg")
-    df = load(root)
+    df = load(root, preset, overrides)
+    stale = df[df["status"] == "stale"]
+    if len(stale):
+        print(f"[results] {len(stale)} kept cell(s) ran with another configuration than `results run --preset {preset}` "
+              f"uses now and are left out: {', '.join(stale['cell'])}; `results run` trains them again", file=sys.stderr)
     t = table(df)
     text = markdown(t)
     out = Path(out or root)
