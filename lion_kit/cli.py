@@ -66,13 +66,19 @@ def cmd_bench(a):
 def cmd_results(a):
     from . import results, sweep
     from .config import parse_set
-    if a.what == "run":
+    if a.what in ("run", "status"):
         ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
         jobs = sweep.make_grid(a.variants.split(","), ints(a.budgets), ints(a.seeds), root=a.runs, preset=a.preset,
                                split_seeds=ints(a.split_seeds), **parse_set(a.set))
-        df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep)
+        run = a.what == "run"
+        df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep if run else None, reuse=None if run else a.keep,
+                            train_missing=run, progress=run)
         print(f"{len(df)} cells: {(df['status'] == 'reused').sum()} reused, {(df['status'] == 'done').sum()} trained, "
-              f"{(df['status'] == 'failed').sum()} failed; kept in {a.keep}")
+              f"{(df['status'] == 'failed').sum()} failed, {(df['status'] == 'missing').sum()} missing; kept in {a.keep}")
+        if a.what == "status":
+            for _, r in df[df["status"] == "missing"].iterrows():
+                print(f"  missing: {r['variant']} n={r['n_labeled']} seed={r['seed']} split seed={r['split_seed']}")
+            return
     text = results.rebuild(a.keep, preset=a.preset, overrides=parse_set(a.set))
     print(text)
     if a.readme and a.write:
@@ -171,7 +177,9 @@ def main(argv=None):
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("results", help="the committed results grid: train missing cells, rebuild the table")
-    p.add_argument("what", choices=["run", "table"], help="run: train (or reuse) cells and keep them; table: rebuild from kept cells alone")
+    p.add_argument("what", choices=["run", "status", "table"],
+                   help="run: train (or reuse) cells and keep them; status: which cells are kept or missing; "
+                        "table: rebuild from kept cells alone")
     p.add_argument("--keep", default="results/synthfer-cpu", help="where cells are kept (committed)")
     p.add_argument("--runs", default="runs/grid", help="run: where cells train (not committed)")
     p.add_argument("--preset", default="cpu")

@@ -49,6 +49,9 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
         assert sorted(f.name for f in c.iterdir()) == sorted(results.KEEP)
         assert sum(f.stat().st_size for f in c.iterdir()) < 64_000
     shutil.rmtree(runs)  # a fresh machine: only the committed cells are there
+    r = _cli("status", *grid[:-2], "--seeds", "0,1,2")
+    assert "6 cells: 4 reused, 0 trained, 0 failed, 2 missing" in r.stdout and "missing: lion n=100 seed=2" in r.stdout
+    assert not runs.exists()  # status trains nothing
     r = _cli("run", *grid)
     assert r.returncode == 0 and "4 cells: 4 reused, 0 trained" in r.stdout, r.stdout + r.stderr
     assert not runs.exists() or not list(runs.glob("*/*/summary.json"))
