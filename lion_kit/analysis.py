@@ -110,6 +110,8 @@ def mechanisms(metrics: pd.DataFrame) -> dict:
     return {"test_acc": float(last["test_acc"]), "best_acc": float(m["test_acc"].max()),
             "mask_rate": [round(float(x), 3) for x in m["mask_rate"]],
             "mask_epochs_over_0.3": int((m["mask_rate"] >= 0.3).sum()),
+            "pseudo_precision": [None if pd.isna(x) else round(float(x), 3) for x in m["pseudo_precision"]]
+            if "pseudo_precision" in m else None,
             "bank_epoch": int(at["epoch"]), "bank_mean": float(at["neg_mean_size"]),
             "bank_precision": None if pd.isna(at.get("neg_precision")) else float(at["neg_precision"]),
             "bank_sizes_present": present, "open_sets": int(last["open_sets"]),

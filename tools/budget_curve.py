@@ -45,6 +45,9 @@ def main(root=ROOT):
             continue
         r = mechanisms(metrics(name))
         sizes = "" if r["bank_sizes_present"] is None else f", sizes {r['bank_sizes_present']}"
+        if r["pseudo_precision"]:
+            pp = [f"{x:.2f}" if x is not None else "–" for x in r["pseudo_precision"]]
+            sizes += f"; pseudo-labels right: {' / '.join(pp)}"
         right = round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
         print(f"| {iters(name):,} iterations | {' / '.join(f'{x:.2f}' for x in r['mask_rate'])} | {r['mask_epochs_over_0.3']} | "
               f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']}, {r['bank_precision']:.3f}{sizes} | {r['open_sets']} | "
