@@ -38,18 +38,16 @@ def main(root=ROOT):
     if (root / "sup_all_96").is_dir():
         print(f"| 900 (1×) at 96 px | {metrics('sup_all_96')['test_acc'].iloc[-1]:.3f} | – | – |")
     print()
-    print("| LION 400 | mask rate per epoch | epochs ≥ 0.3 | bank at λ_n → 0: mean, precision, sizes | open sets | relabels (right) | observed labels right |")
-    print("|---|---|---:|---|---:|---|---:|")
+    print("| LION 400 | mask rate per epoch | epochs ≥ 0.3 | pseudo-labels right, per epoch | bank at λ_n → 0: mean, precision, sizes | open sets | relabels (right) | observed labels right |")
+    print("|---|---|---:|---|---|---:|---|---:|")
     for name in lion:
         if not (root / name).is_dir():
             continue
         r = mechanisms(metrics(name))
         sizes = "" if r["bank_sizes_present"] is None else f", sizes {r['bank_sizes_present']}"
-        if r["pseudo_precision"]:
-            pp = [f"{x:.2f}" if x is not None else "–" for x in r["pseudo_precision"]]
-            sizes += f"; pseudo-labels right: {' / '.join(pp)}"
+        pp = " / ".join(f"{x:.2f}" if x is not None else "–" for x in r["pseudo_precision"]) if r["pseudo_precision"] else "not recorded"
         right = round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
-        print(f"| {iters(name):,} iterations | {' / '.join(f'{x:.2f}' for x in r['mask_rate'])} | {r['mask_epochs_over_0.3']} | "
+        print(f"| {iters(name):,} iterations | {' / '.join(f'{x:.2f}' for x in r['mask_rate'])} | {r['mask_epochs_over_0.3']} | {pp} | "
               f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']}, {r['bank_precision']:.3f}{sizes} | {r['open_sets']} | "
               f"{r['relabels']} ({right}) | {r['label_acc_given']:.2f} |")
 
