@@ -102,3 +102,12 @@ def test_mechanisms_reads_the_bank_where_lambda_n_reaches_zero():
     assert r["mask_epochs_over_0.3"] == 2 and r["bank_epoch"] == 3 and r["bank_mean"] == 1.2
     assert r["bank_precision"] == 0.975 and r["bank_sizes_present"] == [0, 1, 2]
     assert (r["test_acc"], r["best_acc"], r["open_sets"], r["relabels"], r["relabel_precision"]) == (0.55, 0.6, 8, 4, 0.25)
+
+
+def test_readme_budget_curve_is_what_the_tool_prints():
+    """README's *Against budget* tables come from results/issue9-cpu-regime via tools/budget_curve.py."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "budget_curve.py")], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- budget-curve: begin -->", 1)[1].split("<!-- budget-curve: end -->", 1)[0].strip()
+    assert block == out
