@@ -71,8 +71,12 @@ def cmd_results(a):
         jobs = sweep.make_grid(a.variants.split(","), ints(a.budgets), ints(a.seeds), root=a.runs, preset=a.preset,
                                split_seeds=ints(a.split_seeds), **parse_set(a.set))
         run = a.what == "run"
-        df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep if run else None, reuse=None if run else a.keep,
-                            train_missing=run, progress=run)
+        try:
+            df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep if run else None, reuse=None if run else a.keep,
+                                train_missing=run, progress=run)
+        except KeyboardInterrupt as e:
+            print(f"interrupted: {e} (finished cells are kept in {a.keep}; run again to continue)", file=sys.stderr)
+            raise SystemExit(130)
         print(f"{len(df)} cells: {(df['status'] == 'reused').sum()} reused, {(df['status'] == 'done').sum()} trained, "
               f"{(df['status'] == 'failed').sum()} failed, {(df['status'] == 'missing').sum()} missing; kept in {a.keep}")
         if a.what == "status":

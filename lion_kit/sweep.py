@@ -82,10 +82,14 @@ def run_job(job) -> dict:
         if job.get("keep"):  # committed as it lands: a session may end before the grid does
             keep_cell(out, Path(job["keep"]) / job["key"])
         return {**row, "status": "done", "split_seed": _want(job)["split_seed"], **result_row(s)}
-    except BaseException as e:  # noqa: BLE001 - a failed cell is reported, the grid goes on
+    except Exception as e:  # a failed cell is reported, the grid goes on
         with open(log, "a") as f:
             f.write(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(log)}
+    except BaseException:  # Ctrl-C / SIGTERM stop the grid, not only this cell (its checkpoint is written)
+        with open(log, "a") as f:
+            f.write(traceback.format_exc())
+        raise
 
 
 def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None = None, progress=True,

@@ -239,3 +239,18 @@ def test_a_killed_trainer_frees_its_folder_while_its_forked_workers_live_on(tmp_
     p.kill()
     p.wait()
     lock_run_dir(out).close()  # the forked child still has the file open, and holds nothing
+
+
+def test_sigterm_stops_the_whole_grid_not_only_the_running_cell(tmp_path):
+    keep, runs = tmp_path / "keep", tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "lion_kit", "results", "run", "--preset", "smoke", "--set", "epochs=3",
+                          "--set", "iters=30", "--variants", "supervised", "--budgets", "100", "--seeds", "0,1",
+                          "--split-seeds", "", "--keep", str(keep), "--runs", str(runs)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = runs / "supervised" / "n100_s0"
+    _wait_for_epochs(first, 1, p)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted: signal" in out and "run again to continue" in out, out
+    assert (first / "last.pt").exists() and not (first / "summary.json").exists()  # checkpoint written, cell unfinished
+    assert not (runs / "supervised" / "n100_s1").exists() and not keep.exists()  # the next cell never started
