@@ -68,8 +68,7 @@ def current_config(variant: str, cfg: dict, preset="cpu", overrides=None) -> dic
     """The configuration `results run` would give this cell now (same variant, budget, seeds)."""
     import dataclasses
     from .config import resolve
-    from .sweep import VARIANTS
-    o = {**(overrides or {}), **VARIANTS.get(variant, {}), "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
+    o = {**(overrides or {}), **_variants().get(variant, {}), "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
          "split_seed": cfg["split_seed"]}
     return dataclasses.asdict(resolve(preset, None, o))
 
@@ -96,7 +95,8 @@ def load(root=ROOT, preset="cpu", overrides=None) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
 
 
-def _variants():
+def _variants() -> dict:
+    """sweep.VARIANTS (imported late: sweep imports this module)."""
     from .sweep import VARIANTS
     return VARIANTS
 
@@ -120,7 +120,7 @@ def table(df: pd.DataFrame, split_row=("lion", 400)) -> pd.DataFrame:
     seed make the main rows, and `split_row`'s cells with other split seeds one extra row over
     three split seeds (label choice is a large source of variance in semi-supervised FER)."""
     from .config import Config
-    from .sweep import VARIANTS
+    VARIANTS = _variants()
     default_split = Config.split_seed
     order = {v: i for i, v in enumerate(VARIANTS)}
     out = []

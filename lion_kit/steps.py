@@ -142,7 +142,7 @@ def lion_step(t, b: Batch, epoch: int, it: int):
 def _right(t, b: Batch, confident, pseudo):
     """Confident pseudo-labels that hit the face's true class, as a share of the batch (divided
     by the mask rate per epoch: the pseudo-labels' precision). Zero where no truth is known."""
-    if getattr(t, "unl_true", None) is None:  # no truth (real data, stand-in runs)
+    if t.unl_true is None:  # no truth (real data)
         return confident.new_zeros((), dtype=torch.float32)
     return (confident & (pseudo == t.unl_true[b.iu])).float().mean()
 

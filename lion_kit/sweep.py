@@ -58,12 +58,12 @@ def _want(job) -> dict:
     return dataclasses.asdict(resolve(job["preset"], None, job["overrides"]))
 
 
-def _finished(job, kept=()) -> Path | None:
+def _finished(job, want: dict, kept=()) -> Path | None:
     """The folder (a kept cell, else the run) that already holds this job's result, if any."""
     from .results import same_config
     for out in [Path(k) / job["key"] for k in kept if k] + [Path(job["out"])]:
         if (out / "summary.json").is_file() and (out / "config.json").is_file():
-            if same_config(json.loads((out / "config.json").read_text()), _want(job)):
+            if same_config(json.loads((out / "config.json").read_text()), want):
                 return out
     return None
 
@@ -100,16 +100,15 @@ def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None
     `train_missing=False` trains nothing and reports the cells not found as "missing"."""
     rows, todo = [], []
     for j in jobs:
-        done = _finished(j, (keep, reuse))
+        want = _want(j)
+        done = _finished(j, want, (keep, reuse))
+        cell = {**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "split_seed": want["split_seed"]}
         if done is not None:
-            s = json.loads((done / "summary.json").read_text())
-            rows.append({**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "status": "reused",
-                         "split_seed": _want(j)["split_seed"], **result_row(s)})
+            rows.append({**cell, "status": "reused", **result_row(json.loads((done / "summary.json").read_text()))})
             if keep and done == Path(j["out"]):
                 keep_cell(done, Path(keep) / j["key"])
         elif not train_missing:
-            rows.append({**{k: j[k] for k in ("variant", "n_labeled", "seed", "out")}, "status": "missing",
-                         "split_seed": _want(j)["split_seed"]})
+            rows.append({**cell, "status": "missing"})
         else:
             todo.append(j)
     for j in todo:

@@ -93,8 +93,9 @@ class Trainer:
         self._ema_pairs = ([ema_sd[k] for k in sd if sd[k].is_floating_point()], [sd[k] for k in sd if sd[k].is_floating_point()])
         self._ema_ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
         self._buffers = [b for n, b in self.model.named_buffers() if b.is_floating_point()]
-        true = self.train_ds.true_targets
-        self.unl_true = None if true is None else torch.as_tensor(np.asarray(true)[self.unl_idx], device=self.device)
+        true = self.train_ds.true_targets  # known on SynthFER and FERPlus: the per-sample state is checked against it
+        self.lab_true, self.unl_true = (None, None) if true is None else (
+            torch.as_tensor(np.asarray(true)[self.lab_idx]), torch.as_tensor(np.asarray(true)[self.unl_idx], device=self.device))
         self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
         self._ema_decay = cfg.run_ema
         self._method_step = STEPS[cfg.method]
@@ -218,12 +219,10 @@ class Trainer:
         if true_test is not None:
             t = classification_report(pred, true_test)
             row["test_acc_true"], row["test_mca_true"] = t["acc"], t["mean_class_acc"]
+        right = row.pop("pseudo_right")
         if self.unl_true is not None and cfg.method != "supervised":
-            right = row.pop("pseudo_right")
             row["pseudo_precision"] = right / row["mask_rate"] if row["mask_rate"] > 0 else float("nan")
-        else:
-            row.pop("pseudo_right")
-        row.update(state_report(st, self.train_ds.true_targets, self.lab_idx, self.unl_idx))
+        row.update(state_report(st, self.lab_true, self.unl_true))
         return row, test
 
     # ---- persistence
