@@ -243,8 +243,12 @@ class Config:
 
     @property
     def relabel_run_epoch(self) -> int:
-        """E_r in run epochs."""
-        return max(1, math.ceil(self.relabel_epoch * self.epochs / self.schedule_epochs - 1e-9))
+        """E_r in run epochs: the first run epoch whose block mean (`schedule_epoch`) reaches E_r,
+        the rule τ_e and λ_n follow, so disambiguation covers the paper's share of training (the
+        first epoch whose block merely contains E_r would start it early: 5 of 6 epochs against
+        the paper's 21 of 30). At least the last epoch, so a set E_r always runs."""
+        on = [e for e in range(1, self.epochs + 1) if self.schedule_epoch(e) >= self.relabel_epoch - 1e-9]
+        return on[0] if on else self.epochs
 
 
 PRESETS = {

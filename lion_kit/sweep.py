@@ -1,10 +1,11 @@
 """Ablation grids: methods x switches x label budgets x seeds, one training run per cell.
 
 Each cell is an independent job in its own run directory (`<root>/<variant>/n<labels>_s<seed>`).
-A cell whose summary.json exists with the same configuration is reused; a failed cell is
-reported with its log and does not stop the others. Jobs go to a local process pool by
-default, or to SLURM through submitit (`executor="slurm"`; "submitit-local" runs submitit's
-local executor, which is how the tests cover that path without a cluster).
+A cell whose summary.json exists with the same configuration is reused; an interrupted cell
+continues from its checkpoint; a failed cell is reported with its log (`log.txt` in its folder)
+and does not stop the others. Jobs go to a local process pool by default, or to SLURM through
+submitit (`executor="slurm"`; "submitit-local" runs submitit's local executor, which is how the
+tests cover that path without a cluster).
 """
 from __future__ import annotations
 
@@ -76,9 +77,17 @@ def run_job(job) -> dict:
     log = out / "log.txt"
     os.environ["LION_KIT_PROGRESS"] = "0"
     row = {k: job[k] for k in ("variant", "n_labeled", "seed", "out")}
+    resume = (out / "last.pt").is_file()
     try:
-        with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-            s = train(job["preset"], None, overwrite=True, **job["overrides"])
+        with open(log, "a" if resume else "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            s = None
+            if resume:  # an interrupted cell continues where its checkpoint left it
+                try:
+                    s = train(job["preset"], None, resume=True, **job["overrides"])
+                except ValueError as e:  # another configuration, or an unreadable checkpoint: start afresh
+                    print(f"[sweep] not resumed, training from the start: {e}")
+            if s is None:
+                s = train(job["preset"], None, overwrite=True, **job["overrides"])
         if job.get("keep"):  # committed as it lands: a session may end before the grid does
             keep_cell(out, Path(job["keep"]) / job["key"])
         return {**row, "status": "done", "split_seed": _want(job)["split_seed"], **result_row(s)}

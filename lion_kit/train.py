@@ -60,7 +60,7 @@ class Trainer:
                                       "or --overwrite to replace it")
             if overwrite and not resume:
                 for f in self.out.glob("*"):
-                    if f.is_file() and f.name != LOCK_NAME:
+                    if f.is_file() and f.name not in (LOCK_NAME, "log.txt"):  # a grid cell's log is open
                         f.unlink()
             self.out.mkdir(parents=True, exist_ok=True)
         self._seed(cfg.seed)  # the same initial model on every rank

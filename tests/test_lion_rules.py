@@ -33,14 +33,17 @@ def test_schedule_scaling_keeps_the_paper_shape():
     assert [paper.schedule_epoch(e) for e in (1, 10, 30)] == [1, 10, 30] and paper.relabel_run_epoch == 10
     short = Config(epochs=6)  # run epoch e stands for paper epochs 5e-4 .. 5e: their mean is 5e-2
     assert [short.schedule_epoch(e) for e in range(1, 7)] == pytest.approx([3, 8, 13, 18, 23, 28])
-    assert short.relabel_run_epoch == 2
+    # E_r follows the same rule: run epoch 2 stands for paper epochs 6-10 (mean 8, before E_r = 10),
+    # so disambiguation starts in epoch 3 and covers 4 of 6 epochs, as the paper's covers 21 of 30
+    assert short.relabel_run_epoch == 3
+    assert Config(epochs=6, relabel_epoch=28).relabel_run_epoch == 6 and Config(epochs=6, relabel_epoch=30).relabel_run_epoch == 6
     # tau_e is linear, so the run epoch gets exactly the mean of its block's paper values
     block = [L.confidence_threshold(e) for e in range(6, 11)]
     assert L.confidence_threshold(short.schedule_epoch(2)) == pytest.approx(sum(block) / 5)
     # lambda_n reaches 0 after 37% of the run (paper epoch 16 of 30), not at half of it
     lam = [L.negative_weight(short.schedule_epoch(e)) for e in range(1, 7)]
     assert lam == pytest.approx([0.195, 0.12, 0.045, 0, 0, 0])
-    assert Config(epochs=4).relabel_run_epoch == 2  # 10/30 of 4 epochs = 1.33 -> epoch 2
+    assert Config(epochs=4).relabel_run_epoch == 2  # blocks of 7.5 paper epochs: means 4.25, 11.75, ...
 
 
 def test_short_run_maps_per_visit_and_per_step_constants():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lion_kit.train import train
 
@@ -254,3 +255,12 @@ def test_sigterm_stops_the_whole_grid_not_only_the_running_cell(tmp_path):
     assert p.returncode == 130 and "interrupted: signal" in out and "run again to continue" in out, out
     assert (first / "last.pt").exists() and not (first / "summary.json").exists()  # checkpoint written, cell unfinished
     assert not (runs / "supervised" / "n100_s1").exists() and not keep.exists()  # the next cell never started
+    stopped_at = torch.load(first / "last.pt", map_location="cpu", weights_only=False)["epoch"]
+    # run again: the interrupted cell continues from its checkpoint (not from epoch 1), its log keeps both parts
+    again = subprocess.run(p.args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    log = (first / "log.txt").read_text()
+    assert "not resumed" not in log and log.count("epoch 1/3") == 1 and "epoch 3/3" in log, log
+    kept = [json.loads(x) for x in (keep / "supervised" / "n100_s0" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in kept] == [1, 2, 3] and stopped_at >= 1
+    assert (keep / "supervised" / "n100_s1" / "summary.json").is_file()
