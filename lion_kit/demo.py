@@ -62,7 +62,8 @@ def demo(out="runs/demo", quick: bool = False):
     from .results import ROOT, load
     if quick:
         grid.update(synth_size="small", epochs=2, iters=6)
-    elif (kept := load(ROOT).query("status == 'kept'")).size:  # the committed grid: from results/, nothing trained
+    elif {"supervised", "fixmatch", "lion"} <= set((kept := load(ROOT).query("status == 'kept'"))["variant"]):
+        # the committed grid, once it holds LION and both baselines: from results/, nothing trained
         grid.update(variants=sorted(set(kept["variant"])), budgets=[100, 400, 1000], seeds=[0, 1, 2],
                     results_dir=ROOT, train_missing=False)
     else:

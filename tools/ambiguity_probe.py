@@ -4,9 +4,9 @@ faces whose observed label is wrong and among those whose label is right (SynthF
 true class), in eval mode and as training visits see them (dropout, weak augmentation; 5 draws).
 A test that carries information flags wrong labels far more often than right ones.
 
-    .venv/bin/python tools/ambiguity_probe.py runs/sup400 [runs/lion400 ...]
+    .venv/bin/python tools/ambiguity_probe.py runs/sup400 [runs/lion400 ...] [--checkpoint best.pt]
 """
-import sys
+import argparse
 
 import numpy as np
 import torch
@@ -16,9 +16,9 @@ from lion_kit.model import LionNet
 from lion_kit.runs import load_run
 
 
-def probe(run_dir, draws=5, delta_amb=0.5):
+def probe(run_dir, checkpoint="last.pt", draws=5, delta_amb=0.5):
     run = load_run(run_dir)
-    ck = torch.load(f"{run_dir}/last.pt", map_location="cpu", weights_only=False)
+    ck = torch.load(f"{run_dir}/{checkpoint}", map_location="cpu", weights_only=False)
     net = LionNet()
     net.load_state_dict(ck["model"])
     ds = run.dataset("train")
@@ -36,7 +36,7 @@ def probe(run_dir, draws=5, delta_amb=0.5):
     wrong = given != true
     amb, pred = ambiguous(False, eval_transform(size), 0)
     visits = np.stack([ambiguous(True, weak_transform(size, pad), s)[0] for s in range(draws)])
-    print(f"{run_dir}: {len(lab)} labeled faces, {wrong.mean():.3f} with a wrong observed label; "
+    print(f"{run_dir}/{checkpoint} (end of epoch {ck['epoch']}): {len(lab)} labeled faces, {wrong.mean():.3f} with a wrong observed label; "
           f"model agrees with the given label on {(pred == given).mean():.3f}")
     print(f"  eval mode: ambiguous {amb.mean():.3f} (wrong labels {amb[wrong].mean():.3f}, right labels {amb[~wrong].mean():.3f})")
     print(f"  training visits (dropout + weak aug): {visits.mean():.3f} per visit (wrong {visits[:, wrong].mean():.3f}, "
@@ -44,6 +44,10 @@ def probe(run_dir, draws=5, delta_amb=0.5):
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--checkpoint", default="last.pt", help="last.pt (default) or best.pt")
+    a = ap.parse_args()
     torch.set_num_threads(1)
-    for d in sys.argv[1:]:
-        probe(d)
+    for d in a.runs:
+        probe(d, a.checkpoint)
