@@ -126,6 +126,18 @@ def test_sweep_reports_failures_and_keeps_going(tmp_path):
         sweep.make_grid(["lion-typo"])
 
 
+def test_a_cell_whose_checkpoint_has_another_configuration_is_trained_again_and_logged(tmp_path):
+    from lion_kit import sweep
+    jobs = sweep.make_grid(["supervised"], [100], [0], root=str(tmp_path), preset="smoke", epochs=1, iters=2)
+    out = Path(jobs[0]["out"])
+    train("smoke", out=str(out), method="supervised", n_labeled=100, epochs=1, iters=3)  # other iters
+    df = sweep.run_grid(jobs, progress=False)
+    assert df["status"].tolist() == ["done"]
+    log = (out / "log.txt").read_text()
+    assert "not resumed, training from the start" in log and "configuration differs" in log and "epoch 1/1" in log
+    assert json.loads((out / "config.json").read_text())["iters"] == 2
+
+
 def test_sweep_parallel_workers_and_submitit_local(tmp_path):
     from lion_kit import sweep
     jobs = sweep.make_grid(["supervised", "fixmatch"], [100], [0], root=str(tmp_path / "pool"), preset="smoke", epochs=1, iters=2)
