@@ -18,18 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import IMAGE_EXTENSIONS, bgr_quirk, eval_transform, load_dataset, read_image, synth_options
+from .data import IMAGE_EXTENSIONS, bgr_quirk, eval_transform, load_dataset, read_image, synth_options, weak_transform
 from .labels import class_names
 from .metrics import classification_report
 from .model import LionNet
 from .runs import atomic_write_text, write_json
 
 
-def load_model(run_dir, checkpoint: str = "last") -> tuple[LionNet, dict]:
-    """The run's evaluated model (its EMA copy) from last.pt or best.pt, and its config."""
+def load_model(run_dir, checkpoint: str = "last", weights: str = "ema") -> tuple[LionNet, dict]:
+    """The run's evaluated model (its EMA copy; weights="model": the trained model, which is what
+    LION's per-sample rules see) from last.pt or best.pt, and its config."""
     run_dir = Path(run_dir)
     if checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint={checkpoint!r}; expected 'last' or 'best'")
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights={weights!r}; expected 'ema' or 'model'")
     cfg_file, ck_file = run_dir / "config.json", run_dir / f"{checkpoint}.pt"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: config.json missing")
@@ -38,7 +41,7 @@ def load_model(run_dir, checkpoint: str = "last") -> tuple[LionNet, dict]:
     cfg = json.loads(cfg_file.read_text())
     try:
         ck = torch.load(ck_file, map_location="cpu", weights_only=False)
-        sd = ck["ema"]
+        sd = ck[weights]
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{ck_file} is truncated or not a lion_kit checkpoint ({type(e).__name__}: {e})") from None
     net = LionNet(sd["fc.weight"].shape[0], stem=cfg["stem"])
@@ -55,6 +58,18 @@ def _probs(net, cfg, images, batch=256) -> np.ndarray:
             x = bgr_quirk(x)
         out.append(net(x)[0].softmax(1))
     return torch.cat(out).numpy() if out else np.zeros((0, net.fc.out_features))
+
+
+def train_face_probs(run, idx, checkpoint: str = "last", visit: bool = False, seed: int = 0) -> np.ndarray:
+    """Class probabilities of a run's trained model (not the EMA: the one LION's per-sample rules
+    see) on faces `idx` of its own train split; `visit=True` as a training visit sees them
+    (train mode: dropout, weak augmentation, batch statistics), else in eval mode. The model is
+    loaded afresh each call, since train-mode passes move the BatchNorm running statistics."""
+    net, cfg = load_model(run.path, checkpoint, weights="model")
+    ds = run.dataset("train")
+    tf = weak_transform(cfg["image_size"], cfg["crop_padding"]) if visit else eval_transform(cfg["image_size"])
+    torch.manual_seed(seed)
+    return _probs(net.train(visit), cfg, [tf(ds.raw(int(j))) for j in idx])
 
 
 def evaluate_run(run_dir, dataset: str, data_root=None, split: str = "test", checkpoint: str = "last", **options) -> dict:

@@ -50,6 +50,24 @@ def test_lion_run_grows_negative_sets_above_chance_and_loss_falls(lion_run):
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
 
 
+def test_train_face_probs_uses_the_trained_model_and_keeps_it_fresh(lion_run):
+    """The probes' probabilities: the trained model (not the EMA), the run's own stem, eval mode
+    deterministic, training visits random, and a visit pass does not leak into the next eval pass."""
+    from lion_kit.evaluate import load_model, train_face_probs
+    out, _ = lion_run
+    run = load_run(out)
+    idx = run.split["unlabeled"][:40]
+    ev = train_face_probs(run, idx, "last")
+    assert ev.shape == (40, 7) and np.allclose(ev.sum(1), 1, atol=1e-5)
+    v1, v2 = train_face_probs(run, idx, "last", visit=True, seed=1), train_face_probs(run, idx, "last", visit=True, seed=2)
+    assert not np.allclose(v1, v2) and np.allclose(train_face_probs(run, idx, "last"), ev)
+    ema, _ = load_model(out, "last")
+    model, _ = load_model(out, "last", weights="model")
+    assert not torch.equal(ema.fc.weight, model.fc.weight)
+    with pytest.raises(ValueError, match="weights='teacher'"):
+        load_model(out, "last", weights="teacher")
+
+
 def test_supervised_and_fixmatch_train(tmp_path):
     for method in ("supervised", "fixmatch"):
         train("smoke", out=str(tmp_path / method), method=method, **SMOKE)

@@ -12,24 +12,15 @@ in train mode with weak augmentation: what LION's bank sees) and in eval mode:
 - how many classes sit at p ≤ δ_neg per face, and the precision of those;
 - the share of true-class probabilities below 0.01.
 
-    .venv/bin/python tools/negative_probe.py RUN [RUN ...] [--checkpoint best.pt] [--faces 2000]
+    .venv/bin/python tools/negative_probe.py RUN [RUN ...] [--checkpoint best] [--faces 2000]
 """
 import argparse
 
 import numpy as np
 import torch
 
-from lion_kit.data import eval_transform, weak_transform
-from lion_kit.model import LionNet
+from lion_kit.evaluate import train_face_probs
 from lion_kit.runs import load_run
-
-
-def probabilities(net, ds, idx, tf, train, seed=0, chunk=250):
-    torch.manual_seed(seed)
-    net.train(train)
-    with torch.no_grad():
-        return torch.cat([net(torch.stack([tf(ds.raw(int(j))) for j in idx[i:i + chunk]]))[0].softmax(1)
-                          for i in range(0, len(idx), chunk)]).numpy()
 
 
 def bottom_precision(p, true, delta_neg=0.01) -> dict:
@@ -45,18 +36,14 @@ def bottom_precision(p, true, delta_neg=0.01) -> dict:
             "true_below_delta": float(below[rows, true].mean())}
 
 
-def probe(run_dir, checkpoint="best.pt", faces=2000):
+def probe(run_dir, checkpoint="best", faces=2000):
     run = load_run(run_dir)
-    ck = torch.load(f"{run_dir}/{checkpoint}", map_location="cpu", weights_only=False)
-    ds = run.dataset("train")
     idx = np.asarray(run.split["unlabeled"])[:faces]
-    true = np.asarray(ds.true_targets)[idx]
-    size, pad = run.config["image_size"], run.config["crop_padding"]
-    print(f"{run_dir}/{checkpoint} (end of epoch {ck['epoch']}), {len(idx)} unlabeled faces")
-    for name, tf, train in (("training visit", weak_transform(size, pad), True), ("eval mode", eval_transform(size), False)):
-        net = LionNet()  # fresh per mode: train-mode passes move the BatchNorm running statistics
-        net.load_state_dict(ck["model"])
-        r = bottom_precision(probabilities(net, ds, idx, tf, train), true)
+    true = np.asarray(run.dataset("train").true_targets)[idx]
+    epoch = torch.load(run.path / f"{checkpoint}.pt", map_location="cpu", weights_only=False)["epoch"]
+    print(f"{run_dir}/{checkpoint}.pt (end of epoch {epoch}), {len(idx)} unlabeled faces")
+    for name, visit in (("training visit", True), ("eval mode", False)):
+        r = bottom_precision(train_face_probs(run, idx, checkpoint, visit), true)
         kth = " ".join(f"{x:.3f}" for x in r["kth_least_likely"])
         print(f"  {name}: accuracy {r['accuracy']:.3f}, top probability {r['top_prob']:.3f}; precision of the "
               f"1st…6th least likely class {kth}; classes at p ≤ 0.01 per face {r['below_delta_per_face']:.2f}, "
@@ -66,7 +53,7 @@ def probe(run_dir, checkpoint="best.pt", faces=2000):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--checkpoint", default="best.pt", help="best.pt or last.pt (default: best.pt)")
+    ap.add_argument("--checkpoint", default="best", choices=("best", "last"), help="best.pt or last.pt (default: best)")
     ap.add_argument("--faces", type=int, default=2000)
     a = ap.parse_args()
     torch.set_num_threads(1)
