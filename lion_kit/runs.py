@@ -2,7 +2,9 @@
 
 A run directory holds config.json, metrics.jsonl, history.npz, relabels.csv, summary.json,
 predictions.npz, last.pt and best.pt. Every file is written to a temporary name and renamed,
-so a crash never leaves a half-written artifact.
+so a crash never leaves a half-written artifact; a failed write (a full disk) removes its
+temporary file and names the file it could not write. best.pt is a hard link to the last.pt of
+its epoch, so the best epoch's checkpoint takes no second copy of the disk.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +36,45 @@ def _clean(x):
     return x
 
 
+def _write_failed(path, tmp, e: OSError):
+    """Remove the partial temporary file (a full disk stays no fuller) and say which file failed."""
+    tmp.unlink(missing_ok=True)
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 2**30:.1f} GiB free there"
+    except OSError:
+        free = ""
+    kept = "the previous file is kept" if path.exists() else "nothing was written"
+    return OSError(e.errno, f"cannot write {path}: {e.strerror or e}{free}; {kept}")
+
+
 def atomic_write_bytes(path, data: bytes):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _write_failed(path, tmp, e) from e
+
+
+def atomic_link(src, dst):
+    """`dst` becomes the same file as `src`, atomically: a hard link where the filesystem has them
+    (a 180 MB checkpoint saved as best.pt and last.pt takes the disk once; rewriting last.pt
+    later replaces its name, not the shared bytes), a copy where it does not."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise _write_failed(dst, tmp, e) from e
 
 
 def atomic_write_text(path, text: str):

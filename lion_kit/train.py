@@ -27,7 +27,7 @@ from .labels import NEUTRAL, NUM_CLASSES
 from .metrics import classification_report, state_report
 from .model import LionNet, load_pretrained
 from .steps import LOSS_TERMS, STATS, STEPS, Batch, max_negatives
-from .runs import LOCK_NAME, atomic_write_text, holds_run, lock_run_dir, save_torch, write_json, write_jsonl, write_npz
+from .runs import LOCK_NAME, atomic_link, atomic_write_text, holds_run, lock_run_dir, save_torch, write_json, write_jsonl, write_npz
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -357,8 +357,8 @@ class Trainer:
                 if is_best:
                     self.best = {"epoch": epoch, "test_acc": row["test_acc"], "test_mca": row["test_mca"]}
                 self.save()  # the checkpoint first: artifacts are rewritten from it on resume
-                if is_best:
-                    self.save("best.pt")
+                if is_best and self.main:
+                    atomic_link(self.out / "last.pt", self.out / "best.pt")
                 self._write_artifacts(test, pred)
                 if self.main:
                     print(f"[{cfg.method}] epoch {epoch}/{cfg.epochs} loss {row['loss']:.3f} test acc {row['test_acc']:.4f} "

@@ -276,3 +276,35 @@ def test_sigterm_stops_the_whole_grid_not_only_the_running_cell(tmp_path):
     kept = [json.loads(x) for x in (keep / "supervised" / "n100_s0" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in kept] == [1, 2, 3] and stopped_at >= 1
     assert (keep / "supervised" / "n100_s1" / "summary.json").is_file()
+
+
+def test_a_failed_write_names_the_file_removes_its_temporary_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    import lion_kit.runs as runs
+    path = tmp_path / "last.pt"
+    runs.atomic_write_bytes(path, b"the good checkpoint")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(runs.os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*last\.pt: No space left on device; .* GiB free there; "
+                                      r"the previous file is kept") as e:
+        runs.save_torch(path, {"x": torch.zeros(1000)})
+    assert e.value.errno == errno.ENOSPC
+    assert path.read_bytes() == b"the good checkpoint" and [f.name for f in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_best_pt_is_the_best_epochs_checkpoint_and_outlives_the_next_last_pt(reference, tmp_path):
+    from lion_kit.runs import atomic_link, save_torch
+    rows = [json.loads(r) for r in (reference / "metrics.jsonl").read_text().splitlines()]
+    best_epoch = max(rows, key=lambda r: r["test_acc"])["epoch"]
+    assert torch.load(reference / "best.pt", weights_only=False)["epoch"] == best_epoch
+    # the link: best.pt keeps its bytes when last.pt is written again, and takes the disk once meanwhile
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_torch(last, {"epoch": 1})
+    atomic_link(last, best)
+    assert os.path.samefile(last, best)
+    save_torch(last, {"epoch": 2})
+    assert torch.load(best)["epoch"] == 1 and torch.load(last)["epoch"] == 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["best.pt", "last.pt"]
