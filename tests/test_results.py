@@ -104,10 +104,12 @@ def test_mechanisms_reads_the_bank_where_lambda_n_reaches_zero():
     assert (r["test_acc"], r["best_acc"], r["open_sets"], r["relabels"], r["relabel_precision"]) == (0.55, 0.6, 8, 4, 0.25)
 
 
-def test_readme_budget_curve_is_what_the_tool_prints():
-    """README's *Against budget* tables come from results/issue9-cpu-regime via tools/budget_curve.py."""
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "budget_curve.py")], capture_output=True, text=True,
-                         check=True).stdout.strip()
+@pytest.mark.parametrize("args, marker", [([], "budget-curve"), (["--ablations"], "mapping-ablations")])
+def test_readme_tables_are_what_the_tool_prints(args, marker):
+    """README's *Against budget* and *What each part of the mapping does* tables come from
+    results/issue9-cpu-regime via tools/budget_curve.py."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "budget_curve.py"), *args], capture_output=True,
+                         text=True, check=True).stdout.strip()
     text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- budget-curve: begin -->", 1)[1].split("<!-- budget-curve: end -->", 1)[0].strip()
-    assert block == out
+    block = text.split(f"<!-- {marker}: begin -->", 1)[1].split(f"<!-- {marker}: end -->", 1)[0].strip()
+    assert block == out and out.count("\n") >= 3

@@ -1,11 +1,13 @@
 """The issue-9 budget curve: supervised and LION at 1x, 2x, 4x the cpu preset's iterations (and
 supervised at 96 px up to 8x), tabulated from the small files kept in results/issue9-cpu-regime
-(no training). Prints the two markdown tables README's Results quotes.
+(no training). Prints the two markdown tables README's Results quotes; with --ablations, the
+table of what each part of the short-run mapping does (the cpu preset with one change each).
 
-    .venv/bin/python tools/budget_curve.py
+    .venv/bin/python tools/budget_curve.py [--ablations]
 """
+import argparse
 import json
-import sys
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -60,5 +62,44 @@ def main(root=ROOT):
               f"{r['relabels']} ({right}) | {r['label_acc_given']:.2f} | {r['test_acc']:.3f} ({r['best_acc']:.3f}) |")
 
 
+# (folder, variant, options): the cpu preset at 400 labels with one change each
+ABLATIONS = [
+    ("lion_400_v3", "**cpu preset**", ""),
+    ("lion_400_nohead_v3", "no head scaling", "`--head-lr-scale 1`"),
+    ("lion_400_head5_v3", "head rate ×5 instead of ×26.7", "`--head-lr-scale 5`"),
+    ("lion_400_raw_v3", "no short-run mapping (the paper's per-visit and per-step values)", "`--no-short-run`"),
+    ("lion_400_none_v3", "no trunk", "`--pretrained none`"),
+    ("lion_400_v2_er20", "E_r later", "`--relabel-epoch 18` (made as `20` before e56bec6: the same run epoch)"),
+    ("lion_400_er25", "E_r later still", "`--relabel-epoch 23` (made as `25` before e56bec6: the same run epoch)"),
+    ("lion_400_v2", "E_r earlier: the cpu preset before e56bec6", "`--relabel-epoch 8` now"),
+]
+
+
+def relabel_run_epoch(c):
+    """E_r's run epoch as the run had it: recorded in config.json's "derived" since the mapping
+    was derived there; older runs used the first block containing E_r (ceil)."""
+    d = c.get("derived") or {}
+    return d.get("relabel_run_epoch") or math.ceil(c["relabel_epoch"] * c["epochs"] / 30)
+
+
+def ablations(root=ROOT):
+    print("| variant | options | E_r (run epoch) | mask rate: max, epochs ≥ 0.3 | bank at λ_n → 0: mean (precision) | open sets | relabels (right) | accuracy: last (best) |")
+    print("|---|---|---:|---|---|---:|---|---|")
+    for name, variant, options in ABLATIONS:
+        if not (root / name).is_dir():
+            continue
+        r = mechanisms(pd.read_json(root / name / "metrics.jsonl", lines=True))
+        c = json.loads((root / name / "config.json").read_text())
+        prec = "—" if r["bank_precision"] is None or r["bank_mean"] == 0 else f"{r['bank_precision']:.3f}"
+        right = round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
+        print(f"| {variant} | {options} | {relabel_run_epoch(c)} | {max(r['mask_rate']):.3f}, {r['mask_epochs_over_0.3']} | "
+              f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']} ({prec}) | {r['open_sets']} | {r['relabels']} ({right}) | "
+              f"{r['test_acc']:.3f} ({r['best_acc']:.3f}) |")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=ROOT, help="the folder of kept runs")
+    ap.add_argument("--ablations", action="store_true", help="print the mapping-ablation table instead")
+    a = ap.parse_args()
+    (ablations if a.ablations else main)(a.root)
