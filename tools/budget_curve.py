@@ -17,13 +17,17 @@ from lion_kit.analysis import mechanisms
 ROOT = Path(__file__).resolve().parent.parent / "results" / "issue9-cpu-regime"
 
 
-def metrics(name):
-    return pd.read_json(ROOT / name / "metrics.jsonl", lines=True)
+def metrics(name, root=ROOT):
+    return pd.read_json(root / name / "metrics.jsonl", lines=True)
 
 
-def iters(name):
-    c = json.loads((ROOT / name / "config.json").read_text())
-    return c["epochs"] * c["iters"]
+def config(name, root=ROOT):
+    return json.loads((root / name / "config.json").read_text())
+
+
+def relabels_right(r):
+    """How many of a run's relabels were right (relabel precision is over all of them)."""
+    return round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
 
 
 # LION runs per budget: E_r mapped by block mean (run epoch 3 of 6, the kit now) and, for
@@ -36,7 +40,7 @@ def main(root=ROOT):
     sup = {"all": ["sup_all_v2", "sup_all_x2", "sup_all_x4"], "400": ["sup_400_v2", "sup_400_x2", "sup_400_x4"]}
 
     def acc(name):
-        return f"{metrics(name)['test_acc'].iloc[-1]:.3f}" if name and (root / name).is_dir() else "–"
+        return f"{metrics(name, root)['test_acc'].iloc[-1]:.3f}" if name and (root / name).is_dir() else "–"
     print("| iterations | supervised, all labels | supervised, 400 labels | LION, 400 labels | LION, 400 labels, E_r at run epoch 2 (before) |")
     print("|---:|---|---|---|---|")
     for k, mult in enumerate((1, 2, 4)):
@@ -52,14 +56,13 @@ def main(root=ROOT):
     for name in LION_NOW + LION_BEFORE:
         if not (root / name).is_dir():
             continue
-        r = mechanisms(metrics(name))
+        r, c = mechanisms(metrics(name, root)), config(name, root)
         sizes = "" if r["bank_sizes_present"] is None else f", sizes {r['bank_sizes_present']}"
         pp = " / ".join(f"{x:.2f}" if x is not None else "–" for x in r["pseudo_precision"]) if r["pseudo_precision"] else "not recorded"
-        right = round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
         when = ", E_r at run epoch 2 (before)" if name in LION_BEFORE else ""
-        print(f"| {iters(name):,} iterations{when} | {' / '.join(f'{x:.2f}' for x in r['mask_rate'])} | {r['mask_epochs_over_0.3']} | {pp} | "
+        print(f"| {c['epochs'] * c['iters']:,} iterations{when} | {' / '.join(f'{x:.2f}' for x in r['mask_rate'])} | {r['mask_epochs_over_0.3']} | {pp} | "
               f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']}, {r['bank_precision']:.3f}{sizes} | {r['open_sets']} | "
-              f"{r['relabels']} ({right}) | {r['label_acc_given']:.2f} | {r['test_acc']:.3f} ({r['best_acc']:.3f}) |")
+              f"{r['relabels']} ({relabels_right(r)}) | {r['label_acc_given']:.2f} | {r['test_acc']:.3f} ({r['best_acc']:.3f}) |")
 
 
 # (folder, variant, options): the cpu preset at 400 labels with one change each
@@ -77,9 +80,9 @@ ABLATIONS = [
 
 def relabel_run_epoch(c):
     """E_r's run epoch as the run had it: recorded in config.json's "derived" since the mapping
-    was derived there; older runs used the first block containing E_r (ceil)."""
+    was derived there; older runs used the first block of schedule epochs containing E_r."""
     d = c.get("derived") or {}
-    return d.get("relabel_run_epoch") or math.ceil(c["relabel_epoch"] * c["epochs"] / 30)
+    return d.get("relabel_run_epoch") or math.ceil(c["relabel_epoch"] * c["epochs"] / c["schedule_epochs"])
 
 
 def ablations(root=ROOT):
@@ -88,12 +91,10 @@ def ablations(root=ROOT):
     for name, variant, options in ABLATIONS:
         if not (root / name).is_dir():
             continue
-        r = mechanisms(pd.read_json(root / name / "metrics.jsonl", lines=True))
-        c = json.loads((root / name / "config.json").read_text())
+        r, c = mechanisms(metrics(name, root)), config(name, root)
         prec = "—" if r["bank_precision"] is None or r["bank_mean"] == 0 else f"{r['bank_precision']:.3f}"
-        right = round(r["relabels"] * r["relabel_precision"]) if r["relabel_precision"] is not None else 0
         print(f"| {variant} | {options} | {relabel_run_epoch(c)} | {max(r['mask_rate']):.3f}, {r['mask_epochs_over_0.3']} | "
-              f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']} ({prec}) | {r['open_sets']} | {r['relabels']} ({right}) | "
+              f"{r['bank_mean']:.2f} at epoch {r['bank_epoch']} ({prec}) | {r['open_sets']} | {r['relabels']} ({relabels_right(r)}) | "
               f"{r['test_acc']:.3f} ({r['best_acc']:.3f}) |")
 
 
