@@ -42,7 +42,8 @@ RANGES = {
     **{f: _at_least(1, "an integer") for f in ("epochs", "iters", "batch_size", "unlabeled_batch_size", "schedule_epochs",
                                                 "relabel_epoch", "eval_batch_size")},
     **{f: _at_least(0, "an integer") for f in ("crop_padding", "workers", "threads", "unlabeled_pool", "split_seed",
-                                                "synth_seed", "seed")},
+                                                "synth_seed", "seed", "negatives_per_visit")},
+    "tau_max": _interval(0, 1),
     "image_size": _at_least(16, "an integer"),
 }
 
@@ -140,7 +141,11 @@ class Config:
     schedule_epochs: int = 30
     """the paper epochs that tau_e, lambda_n and E_r are written in; the run's epochs map onto them"""
     short_run: bool = False
-    """map per-visit and per-step quantities (momenta, EMA, negative labels per visit, head rate) so a short run keeps the paper's per-sample dynamics"""
+    """map per-visit and per-step quantities (momenta, EMA, weight decay, negative labels per visit, head rate) so a short run keeps the paper's per-sample dynamics"""
+    map_decay: bool = True
+    """short_run: raise the per-step decay factor to the step ratio so the run's total shrink matches the paper's (False: the paper's per-step decay)"""
+    negatives_per_visit: int = 0
+    """complementary labels a face may gain per visit; 0: automatic (1; a short run: the visit ratio, capped so no set fills in one visit)"""
     head_lr_scale: float = 0.0
     """learning-rate multiplier of the classifier rows; 0: automatic (the step ratio with short_run, else 1)"""
     seed: int = 0
@@ -157,6 +162,12 @@ class Config:
     """torch CPU threads (0: torch's default)"""
     eval_batch_size: int = 256
     """test-time batch size"""
+    ambiguity_model: str = "train"
+    """which model's probabilities the ambiguity test reads: train (the training forward, the paper) or ema (the EMA model in eval mode; not in the paper)"""
+    reclose: bool = False
+    """an open candidate set that is no longer ambiguous closes back to its label and rejoins L_x (not in the paper)"""
+    tau_max: float = 0.0
+    """upper bound of lion's tau_e, e.g. 0.95 (not in the paper); 0: no bound (tau_e passes 1.0 at epoch 20)"""
     history: bool = True
     """save per-epoch snapshots of candidate weights, bank and prototypes (history.npz)"""
     out: str = "runs/lion"
@@ -177,6 +188,8 @@ class Config:
             if len(parts) != 7 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"counts={self.counts!r}; expected 7 non-negative integers in canonical class order, "
                                  "e.g. 15,10,15,15,15,15,15")
+        if self.ambiguity_model not in ("train", "ema"):
+            raise ValueError(f"ambiguity_model={self.ambiguity_model!r}; expected train or ema")
         if self.n_labeled == 0 or self.n_labeled < -1:
             raise ValueError(f"n_labeled={self.n_labeled}; expected a budget of splits/paper_counts.csv or -1 (all labels)")
 
@@ -227,6 +240,15 @@ class Config:
         return self.ema ** self.step_ratio if self.short_run else self.ema
 
     @property
+    def run_decay_factor(self) -> float:
+        """What every float entry of the model is multiplied by after each step: 1 - wd * lr in
+        the paper. Over the paper's 24,000 steps that shrinks the model x0.79; a short run raises
+        the factor to the step ratio, so its 900 steps shrink it as much (classifier rows
+        included: their faster learning rate does not change their decay, as in the paper)."""
+        paper = 1 - self.weight_decay * self.lr
+        return paper ** self.step_ratio if self.short_run and self.map_decay else paper
+
+    @property
     def run_head_lr_scale(self) -> float:
         """The L2-normalised head's logits are bounded by its row norms, which grow with
         rate x steps; a short run scales the head's rate by the step ratio (unless set)."""
@@ -234,12 +256,21 @@ class Config:
             return self.head_lr_scale
         return self.step_ratio if self.short_run else 1.0
 
-    def negatives_per_visit(self, n_unlabeled: int) -> int:
+    def run_negatives_per_visit(self, n_unlabeled: int, num_classes: int = 7) -> int:
         """Complementary labels a low-confidence face may gain per visit: 1 in the paper; a short
-        run that visits each face R times less often lets each visit stand for R."""
+        run that visits each face R times less often lets each visit stand for R, capped at
+        (K - 1) // 2 = 3 so that no set fills in one visit and negative learning stays
+        progressive (uncapped, the `cpu` preset's R = 9 would fill all six at once)."""
+        if self.negatives_per_visit:
+            return self.negatives_per_visit
         if not self.short_run:
             return 1
-        return max(1, min(6, round(self.unlabeled_visit_ratio(n_unlabeled))))
+        return max(1, min((num_classes - 1) // 2, round(self.unlabeled_visit_ratio(n_unlabeled))))
+
+    def tau(self, e_sched: float) -> float:
+        """lion's confidence threshold at a schedule epoch (tau_max bounds it, when set)."""
+        t = self.tau_base + self.tau_step * e_sched
+        return min(t, self.tau_max) if self.tau_max else t
 
     @property
     def relabel_run_epoch(self) -> int:

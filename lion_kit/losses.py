@@ -94,6 +94,8 @@ class LionParams:
     """the script's candidate-set handling (docs/lion.md, quirk 4)"""
     in_relabel_epoch: bool = False
     """this epoch is E_r"""
+    reclose: bool = False
+    """an open set no longer ambiguous closes back to its label (not in the paper)"""
 
     @classmethod
     def from_config(cls, cfg, epoch: int, neutral: int = 6) -> "LionParams":
@@ -102,7 +104,7 @@ class LionParams:
                    collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
                    neutral=neutral, quirk_proto_softmax_all="proto_softmax_all" in q,
                    quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in q,
-                   in_relabel_epoch=epoch == cfg.relabel_run_epoch)
+                   in_relabel_epoch=epoch == cfg.relabel_run_epoch, reclose=cfg.reclose)
 
 
 class LionState:
@@ -214,6 +216,8 @@ class LionState:
         if cfg.protect_neutral:
             relabel &= (arg != cfg.neutral) & (y != cfg.neutral)
         new = torch.where(collapse[:, None], F.one_hot(arg, K).float(), new)
+        if cfg.reclose:  # not in the paper: a set no longer ambiguous rejoins L_x with its label
+            new = torch.where((~amb & ~closed)[:, None], F.one_hot(y, K).float(), new)
         new_y = torch.where(relabel, arg, y)
         self.weights[idx] = new
         self.labels[idx] = new_y

@@ -98,7 +98,11 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     L_px = zero
     disambiguating = cfg.disambiguation and epoch >= cfg.relabel_run_epoch
     if disambiguating:
-        every = g.gather(ix=b.ix, p=p_x, f=f_x)           # every rank applies every rank's visits
+        p_amb = p_x
+        if cfg.ambiguity_model == "ema":  # not in the paper: the evaluated model, no dropout
+            with torch.no_grad():
+                p_amb = t.ema(b.x)[0].float().softmax(1)
+        every = g.gather(ix=b.ix, p=p_amb, f=f_x)           # every rank applies every rank's visits
         d = st.disambiguate(every.ix, every.p, every.f, it, t.lion_params(epoch))
         n = len(b.ix)
         y, closed, ambiguous = g.own(d["labels"], n), g.own(d["closed"], n), g.own(d["ambiguous"], n)
@@ -112,7 +116,7 @@ def lion_step(t, b: Batch, epoch: int, it: int):
                          momentum=cfg.run_proto_momentum)
 
     # pseudo-labels on confident unlabeled faces (2.3); they also move the prototypes
-    tau = L.confidence_threshold(e, cfg.tau_base, cfg.tau_step)
+    tau = cfg.tau(e)
     L_u, confident, pseudo = L.pseudo_label_loss(logits_s, p_u.detach(), tau)
     unl = g.gather(f=f_u, y=pseudo, use=confident, iu=b.iu, p=p_u.detach())
     st.update_prototypes(unl.f, unl.y, unl.use, running=epoch == 1, momentum=cfg.run_proto_momentum)

@@ -30,6 +30,10 @@ VARIANTS = {
     "lion-no-nl": dict(method="lion", negative=False),
     "lion-nl-no-progression": dict(method="lion", progressive=False),
     "lion-no-sn": dict(method="lion", strong_negative=False),
+    # the kit's own variants, not in the paper: candidate explanations of where LION loses
+    "lion-ema-ambiguity": dict(method="lion", ambiguity_model="ema"),
+    "lion-reclose": dict(method="lion", reclose=True),
+    "lion-tau-max-0.95": dict(method="lion", tau_max=0.95),
 }
 
 

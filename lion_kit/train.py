@@ -97,10 +97,10 @@ class Trainer:
         self.lab_true, self.unl_true = (None, None) if true is None else (
             torch.as_tensor(np.asarray(true)[self.lab_idx]), torch.as_tensor(np.asarray(true)[self.unl_idx], device=self.device))
         self.state = L.LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
-        self._ema_decay = cfg.run_ema
+        self._ema_decay, self._decay = cfg.run_ema, cfg.run_decay_factor
         self._method_step = STEPS[cfg.method]
         self.max_negatives = max_negatives(cfg.quirk_list)
-        self.negatives_per_visit = cfg.negatives_per_visit(len(self.unl_idx))
+        self.negatives_per_visit = cfg.run_negatives_per_visit(len(self.unl_idx), NUM_CLASSES)
         self._seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best = 0, 0, [], None
         self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
@@ -133,7 +133,7 @@ class Trainer:
         return {"relabel_run_epoch": cfg.relabel_run_epoch,
                 "schedule_epoch": [cfg.schedule_epoch(e) for e in range(1, cfg.epochs + 1)],
                 "weight_momentum": cfg.run_weight_momentum, "proto_momentum": cfg.run_proto_momentum,
-                "ema": self._ema_decay, "head_lr_scale": cfg.run_head_lr_scale,
+                "ema": self._ema_decay, "decay_factor": self._decay, "head_lr_scale": cfg.run_head_lr_scale,
                 "negatives_per_visit": self.negatives_per_visit, "max_negatives": self.max_negatives,
                 "labeled_faces": len(self.lab_idx), "unlabeled_faces": len(self.unl_idx),
                 "pretrained": None if self.pretrained is None else self.pretrained["file"]}
@@ -167,7 +167,7 @@ class Trainer:
         self.opt.step()
         with torch.no_grad():
             self.group.average_(self._buffers)  # BN statistics of each rank's last forward
-            torch._foreach_mul_(self._floats, 1 - cfg.weight_decay * cfg.lr)  # decay, then EMA
+            torch._foreach_mul_(self._floats, self._decay)  # decay, then EMA
             torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - self._ema_decay)
             for e, m in self._ema_ints:
                 e.copy_(m)
@@ -211,7 +211,7 @@ class Trainer:
         # the logits of the L2-normalised head are bounded by these norms: they gate every threshold
         row["head_norms"] = [round(float(v), 4) for v in self.model.fc.weight.detach().norm(dim=1)]
         e_s = cfg.schedule_epoch(epoch)
-        row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else L.confidence_threshold(e_s, cfg.tau_base, cfg.tau_step)
+        row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else cfg.tau(e_s)
         row["lambda_n"] = L.negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step) if cfg.method == "lion" and cfg.negative else 0.0
         test = classification_report(pred, self.test_ds.targets)
         row["test_acc"], row["test_mca"] = test["acc"], test["mean_class_acc"]

@@ -49,7 +49,8 @@ def test_schedule_scaling_keeps_the_paper_shape():
 def test_short_run_maps_per_visit_and_per_step_constants():
     paper = resolve("paper")
     assert (paper.run_weight_momentum, paper.run_proto_momentum, paper.run_ema, paper.run_head_lr_scale) == (0.99, 0.99, 0.999, 1.0)
-    assert paper.negatives_per_visit(11871) == 1
+    assert paper.run_negatives_per_visit(11871) == 1
+    assert paper.run_decay_factor == 1 - 0.02 * 5e-4
     cpu = resolve("cpu")
     # 30 x 800 x 16 labeled draws in the paper, 6 x 150 x 16 here: one visit stands for 26.7
     assert cpu.visit_ratio == pytest.approx(30 * 800 / (6 * 150))
@@ -66,12 +67,19 @@ def test_short_run_maps_per_visit_and_per_step_constants():
     assert cpu.run_head_lr_scale == pytest.approx(26.667, rel=1e-4)
     assert resolve("cpu", overrides={"head_lr_scale": 3.0}).run_head_lr_scale == 3.0
     assert resolve("cpu", overrides={"head_lr_scale": 1.0}).run_head_lr_scale == 1.0
-    # 2,000 unlabeled faces: each is visited 7.2 times here against 32.3 in the paper -> 4 per visit
-    assert cpu.negatives_per_visit(2000) == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 2000)) == 4
-    assert cpu.negatives_per_visit(4000) == 6  # 9.0, capped at K - 1
-    assert cpu.negatives_per_visit(100) == 1 and cpu.negatives_per_visit(10**6) == 6
+    # 1,000 unlabeled faces: each is visited 14.4 times here against 32.3 in the paper -> 2 per visit
+    assert cpu.run_negatives_per_visit(1000) == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 1000)) == 2
+    # 4,000: 9.0 per visit would fill a set of K - 1 = 6 in one visit; capped at 3, it takes two or more
+    assert cpu.run_negatives_per_visit(4000) == 3
+    assert cpu.run_negatives_per_visit(100) == 1 and cpu.run_negatives_per_visit(10**6) == 3
+    assert resolve("cpu", overrides={"negatives_per_visit": 6}).run_negatives_per_visit(4000) == 6  # the old mapping
+    # the decay: the run's 900 steps shrink the model as much as the paper's 24,000 (x0.787)
+    assert cpu.run_decay_factor ** (6 * 150) == pytest.approx((1 - 0.02 * 5e-4) ** (30 * 800), rel=1e-9)
+    assert cpu.run_decay_factor ** (6 * 150) == pytest.approx(0.787, abs=1e-3)
+    assert resolve("cpu", overrides={"map_decay": False}).run_decay_factor == 1 - 0.02 * 5e-4
     raw = resolve("cpu", overrides={"short_run": False})
-    assert (raw.run_weight_momentum, raw.run_ema, raw.negatives_per_visit(4000)) == (0.99, 0.999, 1)
+    assert (raw.run_weight_momentum, raw.run_ema, raw.run_negatives_per_visit(4000)) == (0.99, 0.999, 1)
+    assert raw.run_decay_factor == 1 - 0.02 * 5e-4
 
 
 def test_ambiguity_opens_a_closed_set_with_model_probabilities():
@@ -410,3 +418,26 @@ def test_running_mean_resets_at_epoch_1_and_the_relabel_epoch(tmp_path, monkeypa
     monkeypatch.setattr(L.LionState, "reset_running_mean", spy)
     train("smoke", out=str(tmp_path / "r"), workers=0, epochs=3, iters=3, schedule_epochs=3, relabel_epoch=2)
     assert len(seen) == 2 and seen[0] == 0 and seen[1] > 0  # at the start of epoch 1 and of E_r = 2
+
+
+def test_tau_max_bounds_the_threshold_only_when_set():
+    paper = resolve("paper")
+    assert paper.tau(25) == pytest.approx(1.05)  # the paper's: past 1.0, nothing is confident
+    capped = resolve("paper", overrides={"tau_max": 0.95})
+    assert capped.tau(5) == pytest.approx(0.85) and capped.tau(25) == 0.95
+
+
+def test_reclose_returns_a_no_longer_ambiguous_open_set_to_its_label():
+    amb = probs([0.1, 0.8, 0.02, 0.02, 0.02, 0.02, 0.02])     # y = 0, ambiguous: opens {0, 1}
+    clear = probs([0.7, 0.2, 0.02, 0.02, 0.02, 0.02, 0.02])   # y = 0, clear
+    for reclose, want_closed in ((False, False), (True, True)):
+        st = L.LionState(torch.tensor([0]), 0, K, 4)
+        prm = L.LionParams(reclose=reclose)
+        d = st.disambiguate(torch.tensor([0]), amb, torch.zeros(1, 4), 1, prm)
+        assert not d["closed"][0]  # opened
+        d = st.disambiguate(torch.tensor([0]), clear, torch.zeros(1, 4), 2, prm)
+        assert bool(d["closed"][0]) is want_closed
+        if reclose:
+            assert st.weights[0].tolist() == [1.0] + [0.0] * 6 and st.labels[0] == 0 and not st.relabels
+        else:
+            assert (st.weights[0] > 0).sum() == 2  # the authors': it stays open, out of L_x
