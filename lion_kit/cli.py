@@ -73,7 +73,7 @@ def cmd_results(a):
         run = a.what == "run"
         try:
             df = sweep.run_grid(jobs, workers=a.workers, keep=a.keep if run else None, reuse=None if run else a.keep,
-                                train_missing=run, progress=run)
+                                train_missing=run, progress=run, keep_checkpoints=a.keep_checkpoints)
         except KeyboardInterrupt as e:
             print(f"interrupted: {e} (finished cells are kept in {a.keep}; run again to continue)", file=sys.stderr)
             raise SystemExit(130)
@@ -192,6 +192,8 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--split-seeds", default="5,6,7", help="extra lion cells at 400 labels, seed 0 (5 is the grid's own)")
     p.add_argument("--workers", type=int, default=1, help="run: cells trained in parallel")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="run: leave last.pt / best.pt in --runs once a cell is kept (default: removed, ~15 GB for the grid)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every cell (table: the cells it expects)")
     p.add_argument("--readme", default=None, help="table: README whose results block to --check or --write")
     p.add_argument("--check", action="store_true", help="table: exit 1 if the README's block differs")

@@ -334,6 +334,11 @@ def resolve(preset: str | None = None, file: str | None = None, overrides: dict 
     if overrides:
         check_keys(overrides, "overrides")
         d.update(overrides)
+    if preset == "paper" and d.get("pretrained") is None:
+        raise ValueError(
+            "--preset paper needs --pretrained: the paper's protocol starts from a face-recognition trunk. "
+            "Accepted: a checkpoint file (the MS-Celeb-1M resnet18_msceleb.pth; README, 'Pretrained trunks', "
+            "says where it comes from), imagenet, synthfer-faces, or none to start from random weights on purpose")
     return Config(**d)
 
 

@@ -2,7 +2,7 @@
 
 1. render SynthFER (cached) and write its sample grid and class table;
 2. train LION with the `cpu` preset;
-3. execute the four notebooks on that run with papermill, and export each to HTML.
+3. execute the five notebooks (00 needs no run; 01-04 use it) with papermill, and export each to HTML.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def demo(out="runs/demo", quick: bool = False):
     print(f"[demo] LION ({preset} preset): last-epoch accuracy {s['last_epoch']['test_acc']:.3f}, "
           f"best epoch {s['best_epoch']['test_acc']:.3f} ({t2 - t1:.0f} s)")
 
+    execute_notebook("00_lion_by_hand.ipynb", out / "nb00", {"out_dir": str(out / "nb00"), "interactive": False})
     # notebook 01 trains the fixmatch baseline (LION's own run is above), at half the budget
     budget = dict(synth_size="small", epochs=2, iters=6) if quick else dict(epochs=3)
     execute_notebook("01_train.ipynb", out / "nb01", {"method": "fixmatch", "preset": preset, "n_labeled": 100 if quick else 400,

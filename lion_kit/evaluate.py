@@ -1,8 +1,8 @@
 """Evaluate a trained run on any dataset, and predict on people's own images.
 
 `python -m lion_kit eval --run DIR --dataset NAME --data-root R [--split test] [--checkpoint last|best]`
-writes ``DIR/eval/<dataset>_<split>_<checkpoint>.json`` (cross-dataset results kept apart from the
-run's own): accuracy, mean class accuracy over the classes the split holds, a per-class table
+writes ``DIR/eval/<dataset>[_<root>-<hash>]_<split>_<checkpoint>.json`` (cross-dataset results kept
+apart from the run's own; two data folders never share a file): accuracy, mean class accuracy over the classes the split holds, a per-class table
 (classes absent from the split are reported as absent, not as 0) and the confusion matrix.
 
 `python -m lion_kit predict --run DIR image_or_folder ... --out preds.csv` writes each image's
@@ -11,8 +11,10 @@ image is reported with its path and the others go on.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,11 @@ def load_model(run_dir, checkpoint: str = "last", weights: str = "ema") -> tuple
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: config.json missing")
     if not ck_file.is_file():
+        if (run_dir / "summary.json").is_file():  # finished: a results-grid cell drops its checkpoints
+            raise FileNotFoundError(
+                f"{ck_file} not found: the run finished but its checkpoints were removed (a results-grid cell keeps "
+                f"only its small files). Train it again with `python -m lion_kit train --config {cfg_file} "
+                f"--out DIR`, or run the grid with `results run --keep-checkpoints`")
         raise FileNotFoundError(f"{ck_file} not found (the run has not finished an epoch)")
     cfg = json.loads(cfg_file.read_text())
     try:
@@ -72,10 +79,25 @@ def train_face_probs(run, idx, checkpoint: str = "last", visit: bool = False, se
     return _probs(net.train(visit), cfg, [tf(ds.raw(int(j))) for j in idx])
 
 
+def eval_name(dataset: str, data_root, split: str, checkpoint: str, options: dict | None = None) -> str:
+    """`<dataset>[_<root name>-<hash>]_<split>_<checkpoint>.json`, the hash of the data folder's
+    absolute path (and of any dataset options, such as another SynthFER rendering): two data
+    folders never share a file, nor does the same folder name in two places."""
+    if data_root is None and not options:
+        return f"{dataset}_{split}_{checkpoint}.json"
+    root = None if data_root is None else Path(data_root).resolve()
+    key = json.dumps([str(root), sorted((options or {}).items())], default=str)
+    tag = hashlib.sha1(key.encode()).hexdigest()[:8]
+    name = "options" if root is None else ("".join(ch if ch.isalnum() or ch in "-." else "-" for ch in root.name) or "root")
+    return f"{dataset}_{name}-{tag}_{split}_{checkpoint}.json"
+
+
+@torch.no_grad()
 def evaluate_run(run_dir, dataset: str, data_root=None, split: str = "test", checkpoint: str = "last", **options) -> dict:
     """Metrics of the run's model on a dataset split; written into the run directory."""
     net, cfg = load_model(run_dir, checkpoint)
-    if dataset == cfg["dataset"] and dataset == "synthfer" and not options:
+    own = dataset == cfg["dataset"] and dataset == "synthfer" and not options  # the run's own test split
+    if own:
         options = synth_options(cfg)
     ds = load_dataset(dataset, split, root=data_root, **options)
     tf = eval_transform(cfg["image_size"])
@@ -97,8 +119,14 @@ def evaluate_run(run_dir, dataset: str, data_root=None, split: str = "test", che
     if ds.true_targets is not None:
         t = classification_report(pred, ds.true_targets, num_classes=k)
         result["true_class"] = {"acc": t["acc"], "mean_class_acc": t["mean_class_acc"]}
-    out = Path(run_dir) / "eval" / f"{dataset}_{split}_{checkpoint}.json"
+    out = Path(run_dir) / "eval" / eval_name(dataset, data_root, split, checkpoint, None if own else options)
     out.parent.mkdir(exist_ok=True)
+    if out.is_file():
+        before = json.loads(out.read_text())
+        result["replaces"] = {"acc": before.get("acc"), "evaluated_at": before.get("evaluated_at")}
+        print(f"[eval] {out} held an evaluation of the same data (acc {before.get('acc')}); replaced by this one")
+    result["data_root"] = None if data_root is None else str(Path(data_root).resolve())
+    result["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(out, result)
     result["file"] = str(out)
     return result

@@ -220,13 +220,12 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = No
     steps = cfg.epochs * len(dl)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.05,
                                                 anneal_strategy="cos")
-    from tqdm.auto import tqdm
+    from .progress import bar
     history = []
     for epoch in range(1, cfg.epochs + 1):
         net.train(); head.train()
         tot, n, hit = 0.0, 0, 0
-        for x, y in tqdm(dl, desc=f"pretrain epoch {epoch}/{cfg.epochs}", leave=False,
-                         disable=os.environ.get("LION_KIT_PROGRESS") == "0"):
+        for x, y in bar(dl, desc=f"pretrain epoch {epoch}/{cfg.epochs}", leave=False):
             f = net.trunk(x).mean((2, 3))
             logits = head(f)
             loss = F.cross_entropy(logits, y)

@@ -47,6 +47,34 @@ def _write_failed(path, tmp, e: OSError):
     return OSError(e.errno, f"cannot write {path}: {e.strerror or e}{free}; {kept}")
 
 
+_FAULTS: dict = {}
+
+
+def fault_point(point: str):
+    """Test-only: with LION_KIT_FAULT="POINT[@N]=SIG" (e.g. "write:history.npz@2=KILL",
+    "iter:2:5=INT") this process sends itself SIG the N-th time it reaches POINT. The tests stop
+    a run at an exact place this way, instead of racing a timer against it."""
+    spec = os.environ.get("LION_KIT_FAULT")
+    if not spec or "=" not in spec:
+        return
+    where, sig = spec.rsplit("=", 1)
+    name, _, n = where.partition("@")
+    if name == point:
+        _FAULTS[point] = _FAULTS.get(point, 0) + 1
+        if _FAULTS[point] == int(n or 1):
+            import signal
+            os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+
+
+def remove_stale_temporaries(out) -> int:
+    """Remove the `.NAME.tmpPID` files that a killed process left in a run folder (nothing can
+    stop SIGKILL between writing a temporary and renaming it; the final files stay whole)."""
+    stale = [f for f in Path(out).glob(".*.tmp*") if f.is_file()]
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
+
+
 def atomic_write_bytes(path, data: bytes):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -55,6 +83,7 @@ def atomic_write_bytes(path, data: bytes):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point(f"write:{path.name}")
         os.replace(tmp, path)
     except OSError as e:
         raise _write_failed(path, tmp, e) from e

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -94,23 +95,44 @@ def run_job(job) -> dict:
                 s = train(job["preset"], None, overwrite=True, **job["overrides"])
         if job.get("keep"):  # committed as it lands: a session may end before the grid does
             keep_cell(out, Path(job["keep"]) / job["key"])
+            if not job.get("keep_checkpoints"):
+                drop_checkpoints(out)
         return {**row, "status": "done", "split_seed": _want(job)["split_seed"], **result_row(s)}
     except Exception as e:  # a failed cell is reported, the grid goes on
         with open(log, "a") as f:
             f.write(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(log)}
-    except BaseException:  # Ctrl-C / SIGTERM stop the grid, not only this cell (its checkpoint is written)
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM stop the grid, not only this cell
+        with open(log, "a") as f:
+            f.write(traceback.format_exc())
+        m = re.search(r"at epoch (\d+), iteration (\d+)", str(e))
+        raise KeyboardInterrupt(
+            f"cell {job['key']} stopped at epoch {m[1]}, iteration {m[2]} with its checkpoint written; the next "
+            "`results run` continues it from there" if m else
+            f"cell {job['key']} stopped before its first checkpoint; the next `results run` trains it from the start") from None
+    except BaseException:
         with open(log, "a") as f:
             f.write(traceback.format_exc())
         raise
 
 
+def drop_checkpoints(out) -> list[str]:
+    """Remove a kept cell's checkpoints from its run folder (180-360 MB each, ~15 GB for the whole
+    grid); its small files live on under results/. Returns the names removed."""
+    gone = [f.name for f in (Path(out) / "last.pt", Path(out) / "best.pt") if f.is_file()]
+    for name in gone:
+        (Path(out) / name).unlink()
+    return gone
+
+
 def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None = None, progress=True,
-             keep: str | None = None, reuse: str | None = None, train_missing: bool = True) -> pd.DataFrame:
+             keep: str | None = None, reuse: str | None = None, train_missing: bool = True,
+             keep_checkpoints: bool = False) -> pd.DataFrame:
     """Run (or reuse) every job; one row per cell, failures included. `keep` (a folder such as
     results/synthfer-cpu): kept cells whose configuration matches are reused, and each newly
     finished cell is kept there. `reuse`: such a folder read, never written (notebooks).
-    `train_missing=False` trains nothing and reports the cells not found as "missing"."""
+    `train_missing=False` trains nothing and reports the cells not found as "missing". Once a cell
+    is kept, its checkpoints are removed from its run folder unless `keep_checkpoints`."""
     rows, todo = [], []
     for j in jobs:
         want = _want(j)
@@ -120,12 +142,14 @@ def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None
             rows.append({**cell, "status": "reused", **result_row(json.loads((done / "summary.json").read_text()))})
             if keep and done == Path(j["out"]):
                 keep_cell(done, Path(keep) / j["key"])
+                if not keep_checkpoints:
+                    drop_checkpoints(done)
         elif not train_missing:
             rows.append({**cell, "status": "missing"})
         else:
             todo.append(j)
     for j in todo:
-        j["keep"] = keep
+        j["keep"], j["keep_checkpoints"] = keep, keep_checkpoints
     if todo and executor == "local":
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
         for j in todo:
@@ -159,7 +183,14 @@ def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None
 
 
 def _progress(it, total, on):
+    from .progress import bar, live
     if not on:
         return list(it)
-    from tqdm.auto import tqdm
-    return list(tqdm(it, total=total, desc="runs"))
+    if live():
+        return list(bar(it, total=total, desc="runs"))
+    rows = []
+    for r in it:  # a log: one line per finished cell
+        rows.append(r)
+        print(f"[grid] {len(rows)}/{total} {r['variant']} n={r['n_labeled']} seed={r['seed']}: {r['status']}"
+              + (f", accuracy {r['acc']:.4f}" if "acc" in r else ""), flush=True)
+    return rows

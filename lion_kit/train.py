@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import resource
 import signal
@@ -20,14 +19,15 @@ from torch.utils.data import DataLoader
 
 from . import config as C
 from . import losses as L
-from . import distributed
+from . import distributed, progress
 from .data import (IndexedSubset, InfiniteBatchSampler, TwoViews, bgr_quirk, build_data, eval_transform,
                    strong_transform, weak_transform)
 from .labels import NEUTRAL, NUM_CLASSES
 from .metrics import classification_report, state_report
 from .model import LionNet, load_pretrained
 from .steps import LOSS_TERMS, STATS, STEPS, Batch, max_negatives
-from .runs import LOCK_NAME, atomic_link, atomic_write_text, holds_run, lock_run_dir, save_torch, write_json, write_jsonl, write_npz
+from .runs import (LOCK_NAME, atomic_link, atomic_write_text, fault_point, holds_run, lock_run_dir, remove_stale_temporaries,
+                   save_torch, write_json, write_jsonl, write_npz)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -58,6 +58,8 @@ class Trainer:
             if holds_run(self.out) and not (resume or overwrite):
                 raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it "
                                       "or --overwrite to replace it")
+            if (resume or overwrite) and (n := remove_stale_temporaries(self.out)):
+                print(f"[run] removed {n} stale temporary file(s) an interrupted process left in {self.out}")
             if overwrite and not resume:
                 for f in self.out.glob("*"):
                     if f.is_file() and f.name not in (LOCK_NAME, "log.txt"):  # a grid cell's log is open
@@ -304,7 +306,6 @@ class Trainer:
             if threading_main() else {}
         t_start = time.perf_counter()
         try:
-            from tqdm.auto import tqdm
             while self.epoch < cfg.epochs:
                 epoch = self.epoch + 1
                 if epoch == 1 and self.iter_in_epoch == 0 or epoch == cfg.relabel_run_epoch and self.iter_in_epoch == 0:
@@ -315,8 +316,8 @@ class Trainer:
                 if skip == 0:
                     self._sums, self._n, self._seconds = torch.zeros(len(STATS), device=self.device), 0, 0.0
                 t0 = time.perf_counter()
-                bar = tqdm(range(skip, cfg.iters), desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}",
-                           disable=not self.main or os.environ.get("LION_KIT_PROGRESS") == "0", leave=False)
+                bar = progress.bar(range(skip, cfg.iters), off=not self.main, desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}",
+                                   leave=False)
                 self.model.train()
                 for i in bar:
                     it = (epoch - 1) * cfg.iters + i + 1
@@ -331,6 +332,7 @@ class Trainer:
                         self._sums += stats
                         self._n += 1
                         self.iter_in_epoch = i + 1
+                        fault_point(f"iter:{epoch}:{i + 1}")
                     if i % 25 == 0 and self.main and xb is not None:
                         bar.set_postfix(loss=f"{stats[0].item():.3f}", mask=f"{stats[6].item():.2f}")
                     if self._stop is not None:

@@ -1,5 +1,6 @@
-"""FER2013, FERPlus and AffectNet as distributed, built from synthetic faces (issue 13)."""
+"""FER2013, FERPlus and AffectNet as distributed, built from synthetic faces; evaluation across datasets."""
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -142,7 +143,8 @@ def test_eval_across_datasets_and_predict(fer_root, affectnet_root, tmp_path):
     r = subprocess.run([sys.executable, "-m", "lion_kit", "eval", "--run", str(run), "--dataset", "affectnet",
                         "--data-root", str(affectnet_root), "--split", "val"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    res = json.loads((run / "eval" / "affectnet_val_last.json").read_text())
+    [res_file] = (run / "eval").glob("affectnet_*_val_last.json")
+    res = json.loads(res_file.read_text())
     assert res["faces"] == 20 and 0 <= res["acc"] <= 1 and res["trained_on"] == "synthfer"
     counts = {row["class"]: row["test_faces"] for row in res["per_class"]}
     for row in res["per_class"]:  # a class with no faces is reported absent, not as 0 accuracy
@@ -162,6 +164,29 @@ def test_eval_across_datasets_and_predict(fer_root, affectnet_root, tmp_path):
     assert lines[0].startswith("path,predicted,p_surprise") and len(lines) == 3
     p = np.array([float(v) for v in lines[1].split(",")[2:]])
     assert abs(p.sum() - 1) < 1e-3
+    # the same data evaluated again: replaced, and said so
+    r = subprocess.run([sys.executable, "-m", "lion_kit", "eval", "--run", str(run), "--dataset", "affectnet",
+                        "--data-root", str(affectnet_root), "--split", "val"], capture_output=True, text=True)
+    assert r.returncode == 0 and "held an evaluation of the same data" in r.stdout, r.stdout + r.stderr
+    assert len(list((run / "eval").glob("affectnet_*_val_last.json"))) == 1
     r = subprocess.run([sys.executable, "-m", "lion_kit", "eval", "--run", str(tmp_path / "nope"), "--dataset", "synthfer"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "config.json missing" in r.stderr
+
+
+def test_two_folder_datasets_evaluated_on_one_run_are_both_kept(folder_root, tmp_path):
+    """Two data folders, even of the same name, never share an evaluation file."""
+    import shutil
+    from lion_kit.evaluate import evaluate_run
+    from lion_kit.train import train
+    run = tmp_path / "run"
+    train("smoke", out=str(run), epochs=1, iters=2, method="supervised")
+    other = tmp_path / "elsewhere" / folder_root.name
+    shutil.copytree(folder_root, other)
+    for p in list((other / "test").rglob("*.png"))[::2]:  # another test set: half the faces
+        p.unlink()
+    a = evaluate_run(run, "folder", folder_root, "test")
+    b = evaluate_run(run, "folder", other, "test")
+    assert a["file"] != b["file"] and (a["faces"], b["faces"]) == (40, 20)
+    kept = sorted((run / "eval").glob("folder_*_test_last.json"))
+    assert len(kept) == 2 and sorted(json.loads(f.read_text())["faces"] for f in kept) == [20, 40]

@@ -47,7 +47,7 @@ def test_schedule_scaling_keeps_the_paper_shape():
 
 
 def test_short_run_maps_per_visit_and_per_step_constants():
-    paper = resolve("paper")
+    paper = resolve("paper", overrides={"pretrained": "none"})
     assert (paper.run_weight_momentum, paper.run_proto_momentum, paper.run_ema, paper.run_head_lr_scale) == (0.99, 0.99, 0.999, 1.0)
     assert paper.run_negatives_per_visit(11871) == 1
     assert paper.run_decay_factor == 1 - 0.02 * 5e-4
@@ -421,9 +421,9 @@ def test_running_mean_resets_at_epoch_1_and_the_relabel_epoch(tmp_path, monkeypa
 
 
 def test_tau_max_bounds_the_threshold_only_when_set():
-    paper = resolve("paper")
+    paper = resolve("paper", overrides={"pretrained": "none"})
     assert paper.tau(25) == pytest.approx(1.05)  # the paper's: past 1.0, nothing is confident
-    capped = resolve("paper", overrides={"tau_max": 0.95})
+    capped = resolve("paper", overrides={"tau_max": 0.95, "pretrained": "none"})
     assert capped.tau(5) == pytest.approx(0.85) and capped.tau(25) == 0.95
 
 

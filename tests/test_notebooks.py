@@ -1,5 +1,5 @@
 """Every notebook runs headlessly under papermill on smoke parameters, and the JSON results it
-writes are checked (issue 4)."""
+writes are checked."""
 import json
 from pathlib import Path
 
@@ -17,7 +17,7 @@ def results(d):
 
 def test_notebooks_are_committed_clean_with_one_parameters_cell():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["01_train.ipynb", "02_candidate_evolution.ipynb", "03_negative_labels.ipynb", "04_ablations.ipynb"]
+    assert names == ["00_lion_by_hand.ipynb", "01_train.ipynb", "02_candidate_evolution.ipynb", "03_negative_labels.ipynb", "04_ablations.ipynb"]
     for n in names:
         nb = nbformat.read(NOTEBOOKS / n, as_version=4)
         assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), n
@@ -39,7 +39,26 @@ def test_01_train(nb01):
     assert (nb01 / "01_train.html").stat().st_size > 50_000  # figures embedded
     cross = r["cross_dataset"]  # evaluated on a differently rendered SynthFER test split
     assert cross["faces"] == 400 and 0 <= cross["acc"] <= 1 and "seed=7" in cross["dataset"]
-    assert (Path(r["run_dir"]) / "eval" / "synthfer_test_last.json").is_file()
+    # another rendering of SynthFER: its own file, never the run's own test split's name
+    assert [p.name.split("-")[0] for p in (Path(r["run_dir"]) / "eval").glob("*.json")] == ["synthfer_options"]
+
+
+def test_00_lion_by_hand_needs_no_run_and_shows_every_rule(tmp_path):
+    execute_notebook("00_lion_by_hand.ipynb", tmp_path, {"out_dir": str(tmp_path), "interactive": True}, html=False)
+    r = results(tmp_path)
+    assert r["ambiguous"] and r["candidates"] == {"fear": 0.1667, "sadness": 0.8333}  # opened from the probabilities
+    # the mapped momentum closes the set in far fewer visits; the drift collapses it without a relabel
+    assert r["visits_to_close"]["0.765"] * 10 < r["visits_to_close"]["0.99"]
+    assert r["final_state"] == {"0.99": "closed", "0.765": "closed"}
+    assert r["sure_face"]["state"] == "relabelled" and r["sure_face"]["visit"] == 1
+    assert r["tau_paper_epoch_20"] == 1.0
+    sizes = [len(s) for s in r["negatives_progressive"]]
+    assert sizes == [1, 2, 3, 4] and len(r["negatives_instant"][0]) == 3  # one class per visit against all at once
+    assert r["L_n"] == sorted(r["L_n"]) and r["exercises"] == 4
+    assert not list(tmp_path.glob("run*"))  # trained nothing
+    nb = nbformat.read(tmp_path / "00_lion_by_hand.ipynb", as_version=4)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 4
 
 
 def test_02_candidate_evolution_on_a_given_run(nb01, tmp_path):
@@ -98,7 +117,7 @@ def test_demo_quick_produces_everything_it_promises(tmp_path):
     demo(tmp_path, quick=True)
     assert (tmp_path / "sample_grid.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "lion_run" / "summary.json").read_text())["method"] == "lion"
-    for d, name in (("nb01", "01_train"), ("nb02", "02_candidate_evolution"), ("nb03", "03_negative_labels"), ("nb04", "04_ablations")):
+    for d, name in (("nb00", "00_lion_by_hand"), ("nb01", "01_train"), ("nb02", "02_candidate_evolution"), ("nb03", "03_negative_labels"), ("nb04", "04_ablations")):
         assert (tmp_path / d / f"{name}.html").stat().st_size > 20_000
         assert results(tmp_path / d)
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [

@@ -48,6 +48,16 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
     for c in keep.glob("*/*"):  # a few KB each: no checkpoint, no history
         assert sorted(f.name for f in c.iterdir()) == sorted(results.KEEP)
         assert sum(f.stat().st_size for f in c.iterdir()) < 64_000
+    # once kept, a cell's checkpoints leave --runs; what needs one says how to remake it
+    trained = runs / "lion" / "n100_s0"
+    assert (trained / "summary.json").is_file() and not list(trained.glob("*.pt"))
+    from lion_kit.evaluate import load_model
+    with pytest.raises(FileNotFoundError, match=r"checkpoints were removed.*train --config .*--keep-checkpoints"):
+        load_model(trained)
+    r = _cli("run", *where, "--set", "epochs=1", "--set", "iters=2", "--variants", "supervised", "--seeds", "2",
+             "--keep-checkpoints")
+    assert r.returncode == 0 and (runs / "supervised" / "n100_s2" / "last.pt").is_file(), r.stderr
+    shutil.rmtree(keep / "supervised" / "n100_s2")
     shutil.rmtree(runs)  # a fresh machine: only the committed cells are there
     r = _cli("status", *grid[:-2], "--seeds", "0,1,2")
     assert "6 cells: 4 reused, 0 trained, 0 failed, 2 missing" in r.stdout and "missing: lion n=100 seed=2" in r.stdout

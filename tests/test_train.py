@@ -155,8 +155,39 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["train", "--preset", "smoke", "--method", "mixmatch", "--out", str(tmp_path / "r")])
     assert "method='mixmatch'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         cli(["train", "--preset", "smoke", "--epochz", "3"])
+    assert e.value.code == 2 and "unrecognized arguments: --epochz 3" in capsys.readouterr().err
+
+
+def test_paper_preset_without_pretrained_is_refused(tmp_path, capsys):
+    """The paper starts from a face-recognition trunk: random weights only when asked for."""
+    with pytest.raises(SystemExit):
+        cli(["train", "--preset", "paper", "--dataset", "synthfer", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    for word in ("--pretrained", "resnet18_msceleb.pth", "imagenet", "synthfer-faces", "none", "README"):
+        assert word in err, err
+    assert not (tmp_path / "r").exists()
+    assert resolve("paper", overrides={"pretrained": "none"}).pretrained == "none"  # explicit: accepted
+
+
+def test_a_log_file_gets_one_line_per_epoch_and_no_progress_frames(tmp_path):
+    import os
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "lion_kit", "train", "--preset", "smoke", "--method", "supervised", "--epochs", "2",
+            "--iters", "6", "--workers", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "LION_KIT_PROGRESS"}
+    logs = {}
+    for name, extra in (("file", {}), ("forced", {"LION_KIT_PROGRESS": "1"})):
+        with open(tmp_path / f"{name}.log", "w") as f:  # stdout and stderr to a file, as a grid cell or CI
+            subprocess.run([*args, "--out", str(tmp_path / name)], stdout=f, stderr=subprocess.STDOUT,
+                           env={**env, **extra}, check=True, timeout=600)
+        logs[name] = (tmp_path / f"{name}.log").read_bytes().decode()  # read_text() would turn \r into \n
+    assert "\r" not in logs["file"], logs["file"][:500]
+    assert [ln.split(" loss")[0] for ln in logs["file"].splitlines() if ln.startswith("[supervised]")] == \
+        ["[supervised] epoch 1/2", "[supervised] epoch 2/2"]
+    assert logs["forced"].count("\r") > 2  # the live bar, as a terminal gets it: what the first log is spared
 
 
 def test_bench_speed_writes_the_three_measurements(tmp_path):

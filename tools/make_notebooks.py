@@ -68,6 +68,107 @@ def write(name, cells):
     nbf.write(nb, OUT / name)
 
 
+write("00_lion_by_hand.ipynb", [
+    md("# 00 · LION by hand\n\nNo training, no data download, a few seconds: every rule of one LION iteration applied to "
+       "inputs you choose, computed by the same code the trainer runs (`LionState`, the losses and the schedules; "
+       "`lion_kit/lesson.py` only feeds them toy inputs and draws the result).\n\nOne LION iteration does four things:\n"
+       "1. **labeled faces** whose prediction beats their label by more than δ_amb become *ambiguous*: their label "
+       "turns into a weighted **candidate set** that drifts towards the class whose **prototype** the face resembles;\n"
+       "2. **confident unlabeled faces** (top probability ≥ τ_e) get a pseudo-label, as in FixMatch;\n"
+       "3. **unsure unlabeled faces** collect **negative labels**, one class they are surely *not* per visit;\n"
+       "4. the losses are weighted by schedules over the 30 epochs: τ_e rises, λ_n fades.\n\n"
+       "Change the parameters below (or use the sliders in JupyterLab) and re-run."),
+    code("""probs = [0.02, 0.15, 0.02, 0.02, 0.75, 0.02, 0.02]  # a labeled face's class probabilities (surprise ... neutral)
+label = 1              # its given label: 0 surprise, 1 fear, 2 disgust, 3 happiness, 4 sadness, 5 anger, 6 neutral
+delta_amb = 0.5        # ambiguity threshold (the paper's)
+feature_t = 0.8        # where the face's feature sits: 0 at its label's prototype, 1 at the predicted class's
+momenta = [0.99, 0.765]  # candidate-weight momentum per visit: the paper's, and the cpu preset's mapped value
+neg_probs = [0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022]  # an unsure unlabeled face
+delta_neg = 0.01       # a class becomes a negative label at or below this probability
+interactive = True     # show the ipywidgets sliders (JupyterLab)
+out_dir = "runs/nb00\"""", tags=["parameters"]),
+    code("""import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display, HTML
+from lion_kit import lesson, nb
+%matplotlib inline
+nb.check_params({"probs": (list, None), "label": (int, tuple(range(7))), "delta_amb": (float, None),
+                 "feature_t": (float, None), "momenta": (list, None), "neg_probs": (list, None),
+                 "delta_neg": (float, None), "interactive": (bool, None), "out_dir": (str, None)}, globals())"""),
+    md("## 1 · Is this face ambiguous?\n\nFrom the relabel epoch E_r on, a labeled face is **ambiguous** when "
+       "`max_c p_c − p_label > δ_amb`. The first time that happens its one-hot label **opens** into the set "
+       "{label, prediction}, weighted by the model's own probabilities on those two classes (renormalised). "
+       "While the set is open the face is left out of the labeled loss L_x. A clear face keeps its one-hot label."),
+    code("""first = lesson.one_visit(probs, label, delta_amb)
+display(pd.Series(first).to_frame("one visit"))
+lesson.plot_probs(probs, label, delta_amb); plt.show()
+if interactive:
+    display(lesson.ambiguity_widget(label))"""),
+    md("## 2 · A candidate set over many visits\n\nOn each later visit where the face is still ambiguous, the weights "
+       "of the label and the prediction move towards `q`, a softmax (temperature 0.1) of the face's feature against "
+       "the class **prototypes** (running means of features): `w ← m·w + (1 − m)·q`. When one weight passes **0.985** "
+       "the set collapses to one-hot; if that class is not the given label *and* its weight is at least **0.996**, the "
+       "face is **relabelled**.\n\nLeft: 2-D prototypes and the face's feature (★). Right: the predicted class's weight, "
+       "visit by visit, for the paper's momentum and for the `cpu` preset's, which makes one visit count for the "
+       "26.7 paper visits it stands for."),
+    code("""lesson.plot_visits(probs, label, feature_t, momenta); plt.show()
+runs = {m: lesson.visits(probs, label, feature_t, momentum=m) for m in momenta}
+display(pd.DataFrame({m: df.iloc[-1] for m, df in runs.items()}).T)"""),
+    md("Read the last table: a set that drifts towards the prediction **collapses** there, but its training label "
+       "stays the given one — the step that crosses 0.985 moves the weight by at most `1 − m` of the remaining gap, "
+       "so it lands below 0.996. A face is relabelled when its set *opens* with the model already ≥ 99.6% sure "
+       "against the label:"),
+    code("""sure = [0.002, 0.001, 0.001, 0.001, 0.99, 0.003, 0.002]
+display(lesson.visits(sure, label, feature_t))"""),
+    md("## 3 · The schedules: τ_e and λ_n\n\nThe pseudo-label threshold is `τ_e = 0.8 + 0.01·e` and the negative-loss "
+       "weight `λ_n = max(0, 0.24 − 0.015·e)`. At epoch 20 τ_e reaches **1.0**: no softmax probability can reach it, "
+       "so for the last third of the paper's run LION uses **no pseudo-labels at all** (the kit reproduces this and "
+       "says so). λ_n is zero from epoch 16: negative learning is an early-training device.\n\nA short run maps each of "
+       "its epochs onto the block of paper epochs it stands for and evaluates the schedule at the block's mean (red "
+       "dots), so a 6-epoch run keeps the 30-epoch shape."),
+    code("""sched = lesson.schedules("cpu")
+lesson.plot_schedules("cpu"); plt.show()
+display(sched.pivot(index="epoch", columns="schedule", values="tau").head(8))"""),
+    md("## 4 · Negative labels on an unsure unlabeled face\n\nA face whose top probability is below τ_e gives no "
+       "pseudo-label, but it can say what it is **not**. On each visit the least likely class not yet ruled out joins "
+       "its negative set `C_i` if its probability is at most δ_neg — **one class per visit**, kept for the whole run "
+       "(*progressive*). The ablation *without progression* takes every class at or below δ_neg at once and "
+       "forgets it by the next visit. The losses: `L_n = Σ_{c∈C} −log(1 − p_c)` on the weak view, and `L_sn`, a "
+       "binary cross-entropy between sigmoid margins and membership of C on the strong view."),
+    code("""neg = lesson.negatives(neg_probs, n_visits=4, delta_neg=delta_neg)
+display(neg)"""),
+    md("## 5 · Faces behind the vectors\n\nSynthFER renders a face from action units; a soft label mixes two "
+       "expressions' action units. The same person, light and pose, from a clear fear to a clear sadness: the "
+       "blends in between are the faces annotators disagree on, and the ones LION's candidate sets are for."),
+    code("""mix = [[0, 1, 0, 0, 0, 0, 0], [0, 0.7, 0, 0, 0.3, 0, 0], [0, 0.5, 0, 0, 0.5, 0, 0], [0, 0.3, 0, 0, 0.7, 0, 0],
+       [0, 0, 0, 0, 1, 0, 0]]
+lesson.show_faces(mix, ["fear", "70% fear", "50 / 50", "30% fear", "sadness"]); plt.show()"""),
+    md("## Exercises\n\nChange the parameters cell and re-run; each answer is one click away."),
+    code("""exercises = [
+    ("Set probs so that the face is NOT ambiguous although the model predicts another class than the label.",
+     "Any vector whose top probability beats p_label by at most δ_amb, e.g. label 1 with p_fear = 0.35 and p_sadness = 0.6: "
+     "the gap is 0.25 < 0.5, so the face stays in L_x with its label."),
+    ("Move feature_t to 0.3. Where does the set collapse, and is the face relabelled?",
+     "The feature is now closer to the label's prototype: q favours the label, its weight climbs back and the set "
+     "collapses onto the given label (state 'closed'); nothing is relabelled."),
+    ("Why does the cpu preset use momentum 0.765 instead of 0.99?",
+     "A cpu run visits each labeled face 26.7 times less often than the paper; 0.99^26.7 = 0.765 moves a weight as far "
+     "in one visit as the paper's momentum does in 26.7, so a set drifts over the same share of training."),
+    ("At which paper epoch does LION stop using pseudo-labels, and why?",
+     "At epoch 20: τ_e = 0.8 + 0.01·20 = 1.0, and a softmax probability below 1 never reaches it. From then on only "
+     "the labeled loss trains the model (λ_n is already 0 from epoch 16)."),
+]
+display(HTML("".join(f"<p><b>{i}.</b> {q}</p><details><summary>answer</summary><p>{a}</p></details>"
+                     for i, (q, a) in enumerate(exercises, 1))))"""),
+    code("""nb.save_results(out_dir, {"ambiguous": first["ambiguous"], "candidates": first["candidates"],
+                           "visits_to_close": {str(m): int(len(df)) for m, df in runs.items()},
+                           "final_state": {str(m): df["state"].iloc[-1] for m, df in runs.items()},
+                           "sure_face": lesson.visits(sure, label, feature_t).iloc[-1].to_dict(),
+                           "tau_paper_epoch_20": float(sched.query("schedule == 'paper' and epoch == 20")["tau"].iloc[0]),
+                           "negatives_progressive": neg["progressive"].tolist(), "negatives_instant": neg["instant"].tolist(),
+                           "L_n": neg["L_n"].tolist(), "exercises": len(exercises)})"""),
+])
+
 write("01_train.ipynb", [
     md("# 01 · Train a model\n\nTrain `supervised`, `fixmatch` or `lion` on SynthFER (no download), RAF-DB or a "
        "class-folder dataset, then look at what it learned. Everything below the parameters is a call into "
