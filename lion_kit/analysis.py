@@ -96,7 +96,7 @@ def negative_precision_per_class(run, epoch=-1) -> pd.Series:
 
 
 def mechanisms(metrics: pd.DataFrame) -> dict:
-    """What a LION run's mechanisms did, from metrics.jsonl alone (issue 9's acceptance):
+    """What a LION run's mechanisms did, from metrics.jsonl alone:
     the epochs whose confident-mask rate reached 0.3; the negative bank when λ_n reaches 0
     (end of the last epoch with λ_n > 0: the bank the negative losses last used): mean size,
     precision, set sizes present; open candidate sets, relabels and their precision beside the

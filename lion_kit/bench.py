@@ -32,8 +32,8 @@ def speed(methods=("supervised", "fixmatch", "lion"), iters=10, rounds=3, preset
             cfg = resolve(preset, None, {"method": method, "out": f"{tmp}/{method}", **overrides})
             tr = Trainer(cfg)
             tr.model.train()
-            lx = iter(tr._loader(tr.labeled, cfg.batch_size, 0))
-            lu = iter(tr._loader(tr.unlabeled, cfg.unlabeled_batch_size, 1)) if method != "supervised" else None
+            lx = iter(tr.loader(tr.labeled, cfg.batch_size, 0))
+            lu = iter(tr.loader(tr.unlabeled, cfg.unlabeled_batch_size, 1)) if method != "supervised" else None
             xb, ub = next(lx), (next(lu) if lu else None)
             x, y = xb[0], xb[1]
             views = [ub[0][0], x, ub[0][1]] if ub else [x]

@@ -1,4 +1,4 @@
-"""`python -m lion_kit <command>`: splits, grid, train, pretrain, eval, predict, bench, demo."""
+"""`python -m lion_kit <command>`: train, pretrain, splits, grid, bench, results, eval, predict, probe, demo."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +66,9 @@ def cmd_bench(a):
 def cmd_results(a):
     from . import results, sweep
     from .config import parse_set
+    if a.what == "runs":
+        print(results.runs_table(a.keep))
+        return
     if a.what in ("run", "status"):
         ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
         jobs = sweep.make_grid(a.variants.split(","), ints(a.budgets), ints(a.seeds), root=a.runs, preset=a.preset,
@@ -143,17 +146,8 @@ def train_main(argv=None):
     return summary
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":  # train owns its (large) argument list
-        return train_main(argv[1:])
-    if argv and argv[0] == "pretrain":
-        from .pretrain import main as pretrain_main
-        return pretrain_main(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m lion_kit", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("train", help="train a model (see `python -m lion_kit train --help`)")
-    sub.add_parser("pretrain", help="train the SynthFER face-recognition trunk (see `python -m lion_kit pretrain --help`)")
+def _data_commands(sub):
+    """splits and grid: labeled splits and sample grids of any dataset."""
     p = sub.add_parser("splits", help="draw a labeled split per class and write a split file")
     _dataset_args(p)
     p.add_argument("--n-labeled", type=int, default=None, help="budget from splits/paper_counts.csv")
@@ -167,6 +161,10 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--out", default="runs/grid")
     p.set_defaults(fn=cmd_grid)
+
+
+def _experiment_commands(sub):
+    """bench and results: speed benchmarks and the committed results grid."""
     p = sub.add_parser("bench", help="benchmarks: render, speed, confidence (the accuracy grid: `results`)")
     p.add_argument("what", choices=["render", "speed", "confidence"])
     p.add_argument("--run", default=None, help="confidence: a run directory")
@@ -181,9 +179,9 @@ def main(argv=None):
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("results", help="the committed results grid: train missing cells, rebuild the table")
-    p.add_argument("what", choices=["run", "status", "table"],
+    p.add_argument("what", choices=["run", "status", "table", "runs"],
                    help="run: train (or reuse) cells and keep them; status: which cells are kept or missing; "
-                        "table: rebuild from kept cells alone")
+                        "table: rebuild from kept cells alone; runs: a table of every run folder under --keep")
     p.add_argument("--keep", default="results/synthfer-cpu", help="where cells are kept (committed)")
     p.add_argument("--runs", default="runs/grid", help="run: where cells train (not committed)")
     p.add_argument("--preset", default="cpu")
@@ -199,6 +197,10 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="table: exit 1 if the README's block differs")
     p.add_argument("--write", action="store_true", help="table: replace the README's block")
     p.set_defaults(fn=cmd_results)
+
+
+def _run_commands(sub):
+    """eval, predict, probe and demo: what one does with a trained run."""
     p = sub.add_parser("eval", help="evaluate a run's model on any dataset split (cross-dataset)")
     p.add_argument("--run", required=True, help="a run directory")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
@@ -212,10 +214,33 @@ def main(argv=None):
     p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.set_defaults(fn=lambda a: __import__("lion_kit.evaluate", fromlist=["x"]).main_predict(a))
+    p = sub.add_parser("probe", help="probe a run's model against the true class: ambiguity, negatives, linear")
+    p.add_argument("what", choices=["ambiguity", "negatives", "linear"])
+    p.add_argument("runs", nargs="+", help="run directories (with a checkpoint)")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--json", action="store_true", help="also print each result as one JSON line")
+    p.set_defaults(fn=lambda a: __import__("lion_kit.probe", fromlist=["x"]).main(a))
     p = sub.add_parser("demo", help="the main job: data, a LION run and the notebooks into --out")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run)")
     p.set_defaults(fn=cmd_demo)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # train owns its (large) argument list
+        return train_main(argv[1:])
+    if argv and argv[0] == "pretrain":
+        from .pretrain import main as pretrain_main
+        return pretrain_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m lion_kit", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("train", help="train a model (see `python -m lion_kit train --help`)")
+    sub.add_parser("pretrain", help="train the SynthFER face-recognition trunk (see `python -m lion_kit pretrain --help`)")
+    _data_commands(sub)
+    _experiment_commands(sub)
+    _run_commands(sub)
     a = ap.parse_args(argv)
     if a.cmd == "splits" and (a.n_labeled is None) == (a.counts is None):
         ap.error("splits: give exactly one of --n-labeled or --counts")

@@ -205,70 +205,10 @@ class Config:
         k = self.schedule_epochs / self.epochs
         return epoch * k - (k - 1) / 2
 
-    # ---- short-run mapping (docs/lion.md, "Short runs"): the paper's per-visit and per-step
-    # constants are applied R times more often in the paper than here, so m -> m**R keeps
-    # their effect per unit of training.
-    PAPER_ITERS, PAPER_BATCH, PAPER_UNLABELED = 800, 16, 12271 - 400
-
-    @property
-    def step_ratio(self) -> float:
-        """Paper iterations / this run's iterations (over the whole schedule)."""
-        return self.schedule_epochs * self.PAPER_ITERS / (self.epochs * self.iters)
-
-    @property
-    def visit_ratio(self) -> float:
-        """Paper draws of labeled faces / this run's: how many paper visits one visit stands for
-        (the label budget is the same in both, so it cancels)."""
-        return self.step_ratio * self.PAPER_BATCH / self.batch_size
-
-    def unlabeled_visit_ratio(self, n_unlabeled: int) -> float:
-        """Visits per unlabeled face in the paper (RAF-DB, 400 labels) / in this run."""
-        paper = self.schedule_epochs * self.PAPER_ITERS * self.PAPER_BATCH / self.PAPER_UNLABELED
-        run = self.epochs * self.iters * self.unlabeled_batch_size / max(n_unlabeled, 1)
-        return paper / run
-
-    @property
-    def run_weight_momentum(self) -> float:
-        return self.weight_momentum ** self.visit_ratio if self.short_run else self.weight_momentum
-
-    @property
-    def run_proto_momentum(self) -> float:
-        return self.proto_momentum ** self.visit_ratio if self.short_run else self.proto_momentum
-
-    @property
-    def run_ema(self) -> float:
-        return self.ema ** self.step_ratio if self.short_run else self.ema
-
-    @property
-    def run_decay_factor(self) -> float:
-        """What every float entry of the model is multiplied by after each step: 1 - wd * lr in
-        the paper. Over the paper's 24,000 steps that shrinks the model x0.79; a short run raises
-        the factor to the step ratio, so its 900 steps shrink it as much (classifier rows
-        included: their faster learning rate does not change their decay, as in the paper)."""
-        paper = 1 - self.weight_decay * self.lr
-        return paper ** self.step_ratio if self.short_run and self.map_decay else paper
-
-    @property
-    def run_head_lr_scale(self) -> float:
-        """The L2-normalised head's logits are bounded by its row norms, which grow with
-        rate x steps; a short run scales the head's rate by the step ratio (unless set)."""
-        if self.head_lr_scale:
-            return self.head_lr_scale
-        return self.step_ratio if self.short_run else 1.0
-
-    def run_negatives_per_visit(self, n_unlabeled: int, num_classes: int = 7) -> int:
-        """Complementary labels a low-confidence face may gain per visit: 1 in the paper; a short
-        run that visits each face R times less often lets each visit stand for R, capped at
-        (K - 1) // 2 = 3 so that no set fills in one visit and negative learning stays
-        progressive (uncapped, the `cpu` preset's R = 9 would fill all six at once)."""
-        if self.negatives_per_visit:
-            return self.negatives_per_visit
-        if not self.short_run:
-            return 1
-        return max(1, min((num_classes - 1) // 2, round(self.unlabeled_visit_ratio(n_unlabeled))))
-
     def tau(self, e_sched: float) -> float:
-        """lion's confidence threshold at a schedule epoch (tau_max bounds it, when set)."""
+        """lion's confidence threshold tau_e = 0.8 + 0.01 e at a schedule epoch. It reaches 1.0 at
+        epoch 20 and exceeds it later, so from then on practically no unlabeled face counts as
+        confident: the paper's schedule, reproduced (tau_max bounds it, when set; not in the paper)."""
         t = self.tau_base + self.tau_step * e_sched
         return min(t, self.tau_max) if self.tau_max else t
 
@@ -329,6 +269,7 @@ def resolve(preset: str | None = None, file: str | None = None, overrides: dict 
             fd = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {p} is not valid JSON: {e}") from e
+        fd.pop("derived", None)  # a run's config.json: what it derived is recomputed, never read back
         check_keys(fd, str(p))
         d.update(fd)
     if overrides:

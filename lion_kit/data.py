@@ -9,67 +9,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms.v2 as T
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from . import synth
+from . import formats, synth
+from .faces import IMAGE_EXTENSIONS, FaceDataset, check_dir, scan
 from .labels import NUM_CLASSES, class_index, class_names
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "splits"
-
-
-def read_image(path: Path) -> Image.Image:
-    """Open an image as RGB (grayscale and palette images converted); errors name the path."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise OSError(f"cannot read image {path}: {e}") from e
-
-
-class FaceDataset(Dataset):
-    """Faces with labels in canonical order; items are ``(transform(image), label, index)``.
-
-    Images are either an in-memory ``N x H x W x 3`` uint8 array (SynthFER) or file paths.
-    """
-
-    def __init__(self, name: str, ids: list, targets, classes, images=None, paths=None,
-                 transform=None, true_targets=None, soft_labels=None, signature: str = "",
-                 skipped: list | None = None):
-        self.name, self.ids, self.classes = name, list(ids), list(classes)
-        self.targets = [int(t) for t in targets]
-        self._images, self.paths, self.transform = images, paths, transform
-        self.true_targets = None if true_targets is None else [int(t) for t in true_targets]
-        self.soft_labels = None if soft_labels is None else np.asarray(soft_labels, np.float32)
-        self.signature = signature or name
-        self.skipped = skipped or []
-
-    def __len__(self):
-        return len(self.targets)
-
-    @property
-    def images(self):
-        if callable(self._images):  # lazily rendered / loaded
-            self._images = self._images()
-        return self._images
-
-    def raw(self, i: int):
-        """Untransformed image i: a uint8 CHW tensor for arrays, a PIL image for files."""
-        if self.paths is not None:
-            return read_image(self.paths[i])
-        return torch.from_numpy(self.images[i]).permute(2, 0, 1)
-
-    def __getitem__(self, i):
-        img = self.raw(i)
-        return (self.transform(img) if self.transform else img), self.targets[i], i
 
 
 class IndexedSubset(Dataset):
@@ -147,40 +99,18 @@ def _synthfer(split, root=None, **options):
                        true_targets=labels["true"], soft_labels=labels["soft"], signature=sig)
 
 
-def _check_dir(path: Path, what: str):
-    if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: {path} is missing or not a folder")
-
-
-def _scan(paths, skip_corrupt):
-    """With skip_corrupt, open every image now and drop (and report) the unreadable ones."""
-    if not skip_corrupt:
-        return list(range(len(paths))), []
-    keep, skipped = [], []
-    for i, p in enumerate(paths):
-        try:
-            with Image.open(p) as im:
-                im.load()
-            keep.append(i)
-        except Exception as e:  # noqa: BLE001 - reported below, never silent
-            skipped.append(f"{p}: {e}")
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]))
-    return keep, skipped
-
-
 def _rafdb(split, root=None, images="aligned", skip_corrupt=False):
     if root is None:
         raise ValueError("rafdb needs root: the folder holding EmoLabel/ and Image/")
     root = Path(root)
-    _check_dir(root, "RAF-DB root")
+    check_dir(root, "RAF-DB root")
     if images not in ("aligned", "original"):
         raise ValueError(f"rafdb images={images!r}; expected 'aligned' or 'original'")
     label_file = root / "EmoLabel" / "list_patition_label.txt"
     if not label_file.is_file():
         raise FileNotFoundError(f"RAF-DB label file not found: {label_file}")
     img_dir = root / "Image" / images
-    _check_dir(img_dir, "RAF-DB image folder")
+    check_dir(img_dir, "RAF-DB image folder")
     if split not in ("train", "test"):
         raise ValueError(f"rafdb split {split!r}; expected 'train' or 'test'")
     ids, targets, paths = [], [], []
@@ -202,7 +132,7 @@ def _rafdb(split, root=None, images="aligned", skip_corrupt=False):
         ids.append(name); targets.append(lab - 1); paths.append(p)
     if not ids:
         raise ValueError(f"{label_file}: no '{split}_*' entries")
-    keep, skipped = _scan(paths, skip_corrupt)
+    keep, skipped = scan(paths, skip_corrupt)
     return FaceDataset("rafdb", [ids[i] for i in keep], [targets[i] for i in keep], class_names(),
                        paths=[paths[i] for i in keep], signature="rafdb", skipped=skipped)
 
@@ -211,9 +141,9 @@ def _folder(split, root=None, include_contempt=False, skip_corrupt=False):
     if root is None:
         raise ValueError("folder needs root: <root>/<split>/<class name>/*.png")
     root = Path(root)
-    _check_dir(root, "dataset root")
+    check_dir(root, "dataset root")
     sdir = root / split
-    _check_dir(sdir, f"split folder '{split}'")
+    check_dir(sdir, f"split folder '{split}'")
     classes = class_names(include_contempt)
     ids, targets, paths = [], [], []
     class_dirs = sorted(p for p in sdir.iterdir() if p.is_dir())
@@ -229,14 +159,13 @@ def _folder(split, root=None, include_contempt=False, skip_corrupt=False):
                 ids.append(f"{cdir.name}/{p.name}"); targets.append(c); paths.append(p)
     if not ids:
         raise FileNotFoundError(f"{sdir}: no images with extensions {IMAGE_EXTENSIONS}")
-    keep, skipped = _scan(paths, skip_corrupt)
+    keep, skipped = scan(paths, skip_corrupt)
     return FaceDataset("folder", [ids[i] for i in keep], [targets[i] for i in keep], classes,
                        paths=[paths[i] for i in keep], signature=f"folder:{root.name}", skipped=skipped)
 
 
 def _release(name):
     def load(split, root=None, **options):
-        from . import formats  # FER2013, FERPlus, AffectNet as distributed
         return getattr(formats, name)(split, root=root, **options)
     return load
 

@@ -71,9 +71,26 @@ def demo(out="runs/demo", quick: bool = False):
         grid.update(epochs=3, iters=50)  # a taste of the grid; `results run` trains the full one
     execute_notebook("04_ablations.ipynb", out / "nb04", grid)
     from .runs import load_run
-    from .viz import readme_figures
     readme_figures(load_run(run_dir), out / "figures", out / "nb04" / "runs.csv")
     t3 = time.perf_counter()
     print(f"[demo] notebooks executed ({t3 - t2:.0f} s); total {t3 - t0:.0f} s")
     print(f"[demo] look at: {out}/sample_grid.png, {run_dir}/summary.json, and the executed notebooks "
           f"{out}/nb0*/*.html (open in a browser) or `make lab`")
+
+
+def readme_figures(run, out, ablation_csv=None):
+    """One figure per notebook (the same calls the notebooks make), for the README."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from .viz import interesting_samples, plot_accuracy, plot_grid, plot_negative_growth, plot_weight_trajectories
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = {"01_accuracy.png": plot_accuracy(run), "02_trajectories.png": plot_weight_trajectories(run, interesting_samples(run, 4)),
+            "03_negative_growth.png": plot_negative_growth(run)}
+    if ablation_csv is not None:
+        cells = pd.read_csv(ablation_csv)
+        figs["04_ablations.png"] = plot_grid(cells[cells["status"].isin(("done", "reused", "kept"))])
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return sorted(figs)

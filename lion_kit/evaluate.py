@@ -11,6 +11,7 @@ image is reported with its path and the others go on.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import IMAGE_EXTENSIONS, bgr_quirk, eval_transform, load_dataset, read_image, synth_options, weak_transform
+from .data import bgr_quirk, eval_transform, load_dataset, synth_options, weak_transform
+from .faces import IMAGE_EXTENSIONS, read_image
 from .labels import class_names
 from .metrics import classification_report
 from .model import LionNet
@@ -65,6 +67,24 @@ def _probs(net, cfg, images, batch=256) -> np.ndarray:
             x = bgr_quirk(x)
         out.append(net(x)[0].softmax(1))
     return torch.cat(out).numpy() if out else np.zeros((0, net.fc.out_features))
+
+
+@torch.no_grad()
+def predict_labels(model, ds, batch_size: int, workers: int, device, bgr: bool = False, autocast=None) -> np.ndarray:
+    """Predicted classes of `model` (put in eval mode for the pass, then back) on every item of
+    `ds`, in order: the per-epoch evaluation of training."""
+    from torch.utils.data import DataLoader
+    was = model.training
+    model.eval()
+    preds = []
+    for x, _, _ in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+        x = x.to(device)
+        if bgr:
+            x = bgr_quirk(x)
+        with (autocast() if autocast else contextlib.nullcontext()):
+            preds.append(model(x)[0].argmax(1).cpu())
+    model.train(was)
+    return torch.cat(preds).numpy()
 
 
 def train_face_probs(run, idx, checkpoint: str = "last", visit: bool = False, seed: int = 0) -> np.ndarray:

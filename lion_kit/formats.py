@@ -1,6 +1,6 @@
 """The common FER releases in the form people download them: FER2013, FERPlus, AffectNet.
 
-Each loader returns a :class:`lion_kit.data.FaceDataset` in the canonical (RAF-DB) class order.
+Each loader returns a :class:`lion_kit.faces.FaceDataset` in the canonical (RAF-DB) class order.
 Layouts (``root`` is the folder passed as ``--data-root``):
 
 * ``fer2013``: ``root/fer2013.csv`` with columns ``emotion,pixels,Usage`` (48x48 gray pixels as a
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FaceDataset, _check_dir, _scan
+from .faces import FaceDataset, check_dir, scan
 from .labels import AFFECTNET_ORDER, affectnet_to_canonical, class_index, class_names, fer2013_to_canonical
 
 FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -49,7 +49,7 @@ def _root(name: str, root, holds: str, split=None, splits=None) -> Path:
     if root is None:
         raise ValueError(f"{name} needs root: the folder holding {holds}")
     root = Path(root)
-    _check_dir(root, f"{name} root")
+    check_dir(root, f"{name} root")
     if splits is not None and split not in splits:
         raise ValueError(f"split {split!r}; expected one of {sorted(splits)}")
     return root
@@ -150,7 +150,7 @@ def affectnet(split, root=None, include_contempt=False, skip_corrupt=False):
         ids.append(row["path"].strip()); targets.append(to_canon[int(e)]); paths.append(p)
     if not ids:
         raise ValueError(f"{path}: no usable rows")
-    keep, skipped = _scan(paths, skip_corrupt)
+    keep, skipped = scan(paths, skip_corrupt)
     ds = FaceDataset("affectnet", [ids[i] for i in keep], [targets[i] for i in keep], class_names(include_contempt),
                      paths=[paths[i] for i in keep], signature="affectnet" + ("+contempt" if include_contempt else ""),
                      skipped=skipped)

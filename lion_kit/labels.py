@@ -8,6 +8,9 @@ from __future__ import annotations
 CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
 NUM_CLASSES = len(CLASSES)
 NEUTRAL = CLASSES.index("neutral")
+# RAF-DB basic, per class in the order above (LION_SPEC.md section 1); SynthFER renders the same counts
+RAFDB_TRAIN_COUNTS = (1290, 281, 717, 4772, 1982, 705, 2524)
+RAFDB_TEST_COUNTS = (329, 74, 160, 1185, 478, 162, 680)
 CONTEMPT = "contempt"  # AffectNet/CK+ only; mapped to index 7 when explicitly opted in
 
 # Source orders, index -> name in *their* vocabulary.

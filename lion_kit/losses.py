@@ -13,16 +13,13 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from .config import Config
+from .labels import NEUTRAL
+
 
 # ----------------------------------------------------------------------------- schedules
 
-def confidence_threshold(e_sched: float, base: float = 0.8, step: float = 0.01) -> float:
-    """tau_e = 0.8 + 0.01 e. It reaches 1.0 at (schedule) epoch 20 and exceeds it later, so
-    from then on practically no unlabeled sample counts as confident: the paper's schedule."""
-    return base + step * e_sched
-
-
-def negative_weight(e_sched: float, w0: float = 0.24, step: float = 0.015) -> float:
+def negative_weight(e_sched: float, w0: float = Config.neg_w0, step: float = Config.neg_w_step) -> float:
     """lambda_n(e) = max(0, 0.24 - 0.015 e): negative learning fades out by epoch 16."""
     return max(0.0, w0 - step * e_sched)
 
@@ -72,21 +69,22 @@ def strong_negative_loss(logits_s, neg, low):
 
 @dataclasses.dataclass(frozen=True)
 class LionParams:
-    """The constants LionState's update rules read, for one epoch (built from the config)."""
+    """The constants LionState's update rules read, for one epoch. The defaults are the paper's,
+    read from `Config` (their one source); a run builds them with `from_config`."""
 
-    delta_amb: float = 0.5
+    delta_amb: float = Config.delta_amb
     """a labeled face is ambiguous when max_c p_c - p_y exceeds this"""
-    proto_temp: float = 0.1
+    proto_temp: float = Config.proto_temp
     """temperature of the prototype softmax"""
-    weight_momentum: float = 0.99
+    weight_momentum: float = Config.weight_momentum
     """candidate-weight momentum per visit (mapped in a short run)"""
-    collapse_at: float = 0.985
+    collapse_at: float = Config.collapse_at
     """an open set collapses to one-hot above this top weight"""
-    relabel_at: float = 0.996
+    relabel_at: float = Config.relabel_at
     """... and relabels at or above this, on another class"""
-    protect_neutral: bool = True
+    protect_neutral: bool = Config.protect_neutral
     """never relabel to or from neutral"""
-    neutral: int = 6
+    neutral: int = NEUTRAL
     """index of neutral"""
     quirk_proto_softmax_all: bool = False
     """the script: prototype softmax over all classes, logit 0 outside the support before the update"""
@@ -94,13 +92,14 @@ class LionParams:
     """the script's candidate-set handling (docs/lion.md, quirk 4)"""
     in_relabel_epoch: bool = False
     """this epoch is E_r"""
-    reclose: bool = False
+    reclose: bool = Config.reclose
     """an open set no longer ambiguous closes back to its label (not in the paper)"""
 
     @classmethod
-    def from_config(cls, cfg, epoch: int, neutral: int = 6) -> "LionParams":
+    def from_config(cls, cfg, epoch: int, weight_momentum: float, neutral: int = NEUTRAL) -> "LionParams":
+        """The epoch's constants; `weight_momentum` is the run's (mapping.RunMapping)."""
         q = cfg.quirk_list
-        return cls(delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=cfg.run_weight_momentum,
+        return cls(delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=weight_momentum,
                    collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
                    neutral=neutral, quirk_proto_softmax_all="proto_softmax_all" in q,
                    quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in q,

@@ -41,3 +41,58 @@ def state_report(st, lab_true, unl_true) -> dict:
     hits = [lab_true[i] == new for _, i, _, new in rel]
     row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
     return row
+
+
+def epoch_row(t, avg: list, epoch: int, pred) -> dict:
+    """One line of metrics.jsonl: the epoch's mean step statistics (steps.STATS, by name), the
+    classifier rows' norms, the schedules at this epoch, test accuracy (and against the true
+    class where known) and the per-sample state (`state_report`). `t` is the Trainer."""
+    from .losses import negative_weight
+    from .steps import STATS
+    cfg = t.cfg
+    row = {"epoch": epoch, "iteration": epoch * cfg.iters, **dict(zip(STATS, avg))}
+    # the logits of the L2-normalised head are bounded by these norms: they gate every threshold
+    row["head_norms"] = [round(float(v), 4) for v in t.model.fc.weight.detach().norm(dim=1)]
+    e_s = cfg.schedule_epoch(epoch)
+    row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else cfg.tau(e_s)
+    row["lambda_n"] = negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step) if cfg.method == "lion" and cfg.negative else 0.0
+    test = classification_report(pred, t.test_ds.targets)
+    row["test_acc"], row["test_mca"] = test["acc"], test["mean_class_acc"]
+    if t.test_ds.true_targets is not None:
+        true = classification_report(pred, t.test_ds.true_targets)
+        row["test_acc_true"], row["test_mca_true"] = true["acc"], true["mean_class_acc"]
+    right = row.pop("pseudo_right")
+    if t.unl_true is not None and cfg.method != "supervised":
+        row["pseudo_precision"] = right / row["mask_rate"] if row["mask_rate"] > 0 else float("nan")
+    row.update(state_report(t.state, t.lab_true, t.unl_true))
+    return row
+
+
+def run_summary(t, pred, wall: float, fingerprints) -> dict:
+    """summary.json: the last epoch (the headline) beside the best one (the paper's protocol),
+    per-class accuracy and confusion, cost, the per-sample state's end, and whether all ranks
+    of a multi-process run agree. `t` is the Trainer."""
+    import resource
+    cfg, last = t.cfg, t.metrics[-1]
+    test = classification_report(pred, t.test_ds.targets)
+    summary = {
+        "method": cfg.method, "dataset": t.train_ds.signature, "n_labeled": len(t.lab_idx),
+        "epochs": cfg.epochs, "last_epoch": {"test_acc": test["acc"], "test_mca": test["mean_class_acc"]},
+        "best_epoch": t.best, "per_class_acc": test["per_class_acc"], "confusion": test["confusion"],
+        "classes": list(t.train_ds.classes),
+        "note": "last_epoch is the headline; best_epoch (chosen on the test split) is the paper's protocol",
+        "wall_s": wall, "train_s": sum(x["seconds"] for x in t.timing),
+        "images_per_s": float(np.mean([x["images_per_s"] for x in t.timing])),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "relabels": last.get("relabels"), "relabel_precision": last.get("relabel_precision"),
+        "neg_precision": last.get("neg_precision"), "neg_mean_size": last.get("neg_mean_size"),
+        "pretrained": t.pretrained, "world_size": t.world,
+        "ranks_agree": bool(np.allclose(fingerprints, fingerprints[0], rtol=1e-6, atol=1e-6)),
+        "rank_fingerprints": fingerprints,
+    }
+    if t.test_ds.true_targets is not None:
+        true = classification_report(pred, t.test_ds.true_targets)
+        summary["last_epoch_true"] = {"test_acc": true["acc"], "test_mca": true["mean_class_acc"],
+                                      "per_class_acc": true["per_class_acc"], "confusion": true["confusion"]}
+    return summary

@@ -41,7 +41,7 @@ class LionNet(nn.Module):
 _TRUNK_NAMES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
 
 
-def _to_torchvision_keys(sd: dict) -> dict:
+def to_torchvision_keys(sd: dict) -> dict:
     """Our trunk.<i>.* keys <-> torchvision resnet names (conv1.*, layer1.*, ...)."""
     out = {}
     for k, v in sd.items():
@@ -53,7 +53,7 @@ def _to_torchvision_keys(sd: dict) -> dict:
     return out
 
 
-def _from_torchvision_keys(sd: dict) -> dict:
+def from_torchvision_keys(sd: dict) -> dict:
     idx = {n: i for i, n in enumerate(_TRUNK_NAMES)}
     out = {}
     for k, v in sd.items():
@@ -79,8 +79,8 @@ def load_pretrained(model: LionNet, path, strict_head: bool = False) -> dict:
         raise ValueError(f"{path}: expected a state dict of tensors or {{'state_dict': ...}}")
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     if any(k.startswith("trunk.") for k in sd):
-        sd = _to_torchvision_keys(sd)
-    own = _to_torchvision_keys(model.state_dict())
+        sd = to_torchvision_keys(sd)
+    own = to_torchvision_keys(model.state_dict())
     head = {k for k in sd if k.startswith("fc.")}
     fits_head = all(k in own and own[k].shape == sd[k].shape for k in head)
     if head and not (fits_head or strict_head):
@@ -92,5 +92,32 @@ def load_pretrained(model: LionNet, path, strict_head: bool = False) -> dict:
         raise ValueError(f"{path} does not fit LionNet(stem={model.stem!r}): missing keys {missing[:8]}"
                          f"{' ...' if len(missing) > 8 else ''}; unexpected keys {unexpected[:8]}"
                          f"{' ...' if len(unexpected) > 8 else ''}; wrong shapes {wrong[:8]}")
-    model.load_state_dict(_from_torchvision_keys(sd), strict=False)
+    model.load_state_dict(from_torchvision_keys(sd), strict=False)
     return {"file": str(path), "tensors": len(sd), "head_loaded": any(k.startswith("fc.") for k in sd)}
+
+
+class EMA:
+    """The evaluated model: an exponential moving average of the trained model's float state
+    (parameters and BatchNorm statistics, as the authors average them), its integer buffers
+    copied. It starts equal to the model and is never trained."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        ema_sd, sd = self.module.state_dict(), model.state_dict()
+        self._floats = ([ema_sd[k] for k in sd if sd[k].is_floating_point()],
+                        [sd[k] for k in sd if sd[k].is_floating_point()])
+        self._ints = [(ema_sd[k], sd[k]) for k in sd if not sd[k].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self):
+        torch._foreach_lerp_(self._floats[0], self._floats[1], 1 - self.decay)
+        for e, m in self._ints:
+            e.copy_(m)
+
+    def state_dict(self) -> dict:
+        return self.module.state_dict()
+
+    def load_state_dict(self, sd: dict):
+        self.module.load_state_dict(sd)

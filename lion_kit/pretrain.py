@@ -195,7 +195,7 @@ class CosineClassifier(nn.Module):
 def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = None, workers: int = 1,
              threads: int = 0, log=print) -> Path:
     """Train the trunk on identity recognition; write the checkpoint (atomically); return its path."""
-    from .model import LionNet, _to_torchvision_keys
+    from .model import LionNet, to_torchvision_keys
     from .runs import save_torch
     if threads:
         torch.set_num_threads(threads)
@@ -239,7 +239,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path | None = No
         history.append({"epoch": epoch, "loss": tot / n, "train_acc": hit / n, "heldout_acc": acc, "heldout_geometry_r2": r2})
         log(f"[pretrain] epoch {epoch}/{cfg.epochs} loss {tot / n:.3f} train acc {hit / n:.3f} "
             f"held-out identity acc {acc:.3f}, geometry R2 {r2:.3f} ({time.perf_counter() - t0:.0f} s)")
-    trunk = {k: (v.half() if v.is_floating_point() else v) for k, v in _to_torchvision_keys(net.state_dict()).items()
+    trunk = {k: (v.half() if v.is_floating_point() else v) for k, v in to_torchvision_keys(net.state_dict()).items()
              if not k.startswith("fc.")}
     metrics = {"heldout_identity_acc": history[-1]["heldout_acc"], "chance": 1 / cfg.identities,
                "heldout_geometry_r2": history[-1]["heldout_geometry_r2"],

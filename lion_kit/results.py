@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .grid import PAIRS, VARIANTS, kept_cell_config
 from .runs import atomic_write_text
 
 ROOT = "results/synthfer-cpu"
@@ -64,15 +65,6 @@ def row(summary: dict) -> dict:
     return r
 
 
-def current_config(variant: str, cfg: dict, preset="cpu", overrides=None) -> dict:
-    """The configuration `results run` would give this cell now (same variant, budget, seeds)."""
-    import dataclasses
-    from .config import resolve
-    o = {**(overrides or {}), **_variants().get(variant, {}), "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
-         "split_seed": cfg["split_seed"]}
-    return dataclasses.asdict(resolve(preset, None, o))
-
-
 def load(root=ROOT, preset="cpu", overrides=None) -> pd.DataFrame:
     """One row per kept cell (variant, labels, seed, split seed and the columns of `row`).
     A cell made with another configuration than `results run` would use now (an older preset,
@@ -87,18 +79,12 @@ def load(root=ROOT, preset="cpu", overrides=None) -> pd.DataFrame:
         if missing:
             raise FileNotFoundError(f"{cell}: kept cell lacks {missing}; expected {list(KEEP)}")
         cfg = json.loads((cell / "config.json").read_text())
-        ok = cell.parent.name in _variants() and same_config(cfg, current_config(cell.parent.name, cfg, preset, overrides))
+        ok = cell.parent.name in VARIANTS and same_config(cfg, kept_cell_config(cell.parent.name, cfg, preset, overrides))
         rows.append({"variant": cell.parent.name, "n_labeled": cfg["n_labeled"], "seed": cfg["seed"],
                      "split_seed": cfg["split_seed"], "cell": str(cell.relative_to(root)), "status": "kept" if ok else "stale",
                      **row(json.loads(s.read_text()))})
     cols = ["variant", "n_labeled", "seed", "split_seed", "cell", "status", "acc", "mca", "best_acc"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
-
-
-def _variants() -> dict:
-    """sweep.VARIANTS (imported late: sweep imports this module)."""
-    from .sweep import VARIANTS
-    return VARIANTS
 
 
 def _fmt(values, digits=3) -> str:
@@ -120,7 +106,6 @@ def table(df: pd.DataFrame, split_row=("lion", 400)) -> pd.DataFrame:
     seed make the main rows, and `split_row`'s cells with other split seeds one extra row over
     three split seeds (label choice is a large source of variance in semi-supervised FER)."""
     from .config import Config
-    VARIANTS = _variants()
     default_split = Config.split_seed
     order = {v: i for i, v in enumerate(VARIANTS)}
     out = []
@@ -145,6 +130,60 @@ def _cells(g, variant: dict) -> dict:
             for c, name in COLUMNS.items()}
 
 
+def paired(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """Per budget, per-seed differences A - B of last-epoch `metric` for the pairs of PAIRS: cells
+    with the same seed share their labeled split and data order, so a difference removes what the
+    split and the order contribute to both. Mean ± sample std over the seeds both have, how many
+    seeds agree in sign with the mean, and a verdict: a difference no larger than its spread (or
+    from one seed) is said to be one."""
+    from .config import Config
+    rows = []
+    d = df[df["status"].isin(OK) & (df["split_seed"] == Config.split_seed)] if len(df) else df
+    for n in sorted(d["n_labeled"].unique()) if len(d) else []:
+        at = d[d["n_labeled"] == n].set_index(["variant", "seed"])[metric]
+        for a, b in PAIRS:
+            if a not in at.index.get_level_values(0) or b not in at.index.get_level_values(0):
+                continue
+            diff = (at[a] - at[b]).dropna()
+            if diff.empty:
+                continue
+            mean, std = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+            agree = int((np.sign(diff) == np.sign(mean)).sum()) if mean else 0
+            if len(diff) == 1:
+                verdict = "one seed: no spread to judge by"
+            elif abs(mean) <= std:
+                verdict = "no larger than its spread"
+            else:
+                verdict = f"{'+' if mean > 0 else '-'}, larger than its spread"
+            rows.append({"labels": int(n), "difference": f"{a} − {b}", "seeds": len(diff),
+                         "mean ± std": f"{mean:+.3f}" + ("" if len(diff) == 1 else f" ± {std:.3f}"),
+                         "seeds agreeing in sign": f"{agree}/{len(diff)}", "verdict": verdict})
+    return pd.DataFrame(rows, columns=["labels", "difference", "seeds", "mean ± std", "seeds agreeing in sign", "verdict"])
+
+
+def missing_line(df: pd.DataFrame) -> str:
+    """One line for the cells a grid lacks (never a wall of empty rows) and the failed ones."""
+    from .config import Config
+    n = len(df)
+    kept = int(df["status"].isin(OK).sum()) if n else 0
+    line = f"{kept} of {n} cells have numbers"
+    for status in ("missing", "failed"):
+        g = df[df["status"] == status] if n else df
+        if len(g):
+            names = ", ".join(f"{r.variant} n={r.n_labeled} s={r.seed}" + ("" if r.split_seed == Config.split_seed else f" split {r.split_seed}")
+                              for r in g.itertuples())
+            line += f"; {status} ({len(g)}): {names}"
+    return line
+
+
+def say(p: pd.DataFrame) -> str:
+    """The paired differences in words, one sentence per row."""
+    if p.empty:
+        return "No paired differences yet: a comparison needs both variants at the same budget and seed."
+    return "\n".join(f"At {r['labels']} labels, {r['difference']} is {r['mean ± std']} over {r['seeds']} seed(s), "
+                     f"{r['seeds agreeing in sign']} agreeing in sign: {r['verdict']}." for _, r in p.iterrows())
+
+
 def markdown(t: pd.DataFrame) -> str:
     """A GitHub table (no dependency on tabulate)."""
     if t.empty:
@@ -153,44 +192,6 @@ def markdown(t: pd.DataFrame) -> str:
     rule = "|" + "|".join("---:" if c in ("labels", "runs") else "---" for c in t.columns) + "|"
     body = ["| " + " | ".join(str(x) for x in r) + " |" for r in t.itertuples(index=False)]
     return "\n".join([head, rule, *body])
-
-
-STYLE = {"supervised": ("k", "s", "-"), "fixmatch": ("tab:blue", "^", "-"), "lion": ("tab:red", "o", "-"),
-         "lion-no-ld": ("tab:orange", "v", "--"), "lion-no-nl": ("tab:green", "D", "--"),
-         "lion-nl-no-progression": ("tab:purple", "P", ":"), "lion-no-sn": ("tab:brown", "X", ":")}
-
-
-def plot(df: pd.DataFrame, metric="acc", ax=None):
-    """Mean ± sample std over seeds against the label budget (log axis); baselines solid, LION's
-    ablations dashed or dotted with their own markers; y from just below the lowest error bar."""
-    import matplotlib.pyplot as plt
-    from .config import Config
-    d = df[df["split_seed"] == Config.split_seed] if "split_seed" in df else df
-    d = d[d["status"].isin(OK)]
-    ax = ax or plt.subplots(figsize=(7, 4.2))[1]
-    lows, highs = [], []
-    budgets = sorted(d["n_labeled"].unique())
-    groups = list(d.groupby("variant", sort=False))
-    for k, (v, g) in enumerate(groups):
-        s = g.groupby("n_labeled")[metric].agg(["mean", "std", "size"])
-        err = s["std"].fillna(0)
-        c, m, ls = STYLE.get(v, (None, "o", "-"))
-        dodge = 1.025 ** (k - (len(groups) - 1) / 2)  # side by side on the log axis: error bars stay apart
-        ax.errorbar(s.index * dodge, s["mean"], yerr=err, color=c, marker=m, ls=ls, capsize=3, lw=1.4, ms=5,
-                    label=f"{v} (n={int(s['size'].min())}–{int(s['size'].max())})" if s["size"].nunique() > 1 else f"{v} (n={int(s['size'].iloc[0])})")
-        lows.append((s["mean"] - err).min()); highs.append((s["mean"] + err).max())
-    if lows:
-        lo, hi = min(lows), max(highs)
-        pad = max(0.02, 0.08 * (hi - lo))
-        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
-    ax.set(xscale="log", xlabel="labeled faces (log scale)", ylabel={"acc": "test accuracy", "mca": "mean class accuracy"}.get(metric, metric),
-           title=f"last-epoch {metric}, mean ± std over seeds")
-    if budgets:
-        ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.minorticks_off()
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    return ax.figure
 
 
 def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
@@ -202,17 +203,48 @@ def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
     if len(stale):
         print(f"[results] {len(stale)} kept cell(s) ran with another configuration than `results run --preset {preset}` "
               f"uses now and are left out: {', '.join(stale['cell'])}; `results run` trains them again", file=sys.stderr)
-    t = table(df)
-    text = markdown(t)
+    t, p = table(df), paired(df)
+    text = markdown(t) + ("" if p.empty else "\n\nPaired per-seed differences of last-epoch accuracy (same seed: same labeled "
+                                              "split and data order):\n\n" + markdown(p))
     out = Path(out or root)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", text + "\n")
     atomic_write_text(out / "table.csv", t.to_csv(index=False))
+    atomic_write_text(out / "paired.csv", p.to_csv(index=False))
     atomic_write_text(out / "cells.csv", df.to_csv(index=False))
     if len(df):
-        fig = plot(df)
+        from .viz import plot_grid
+        fig = plot_grid(df[df["status"].isin(OK)])
         fig.savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
+    if not p.empty:
+        from .viz import plot_paired
+        plot_paired(df[df["status"].isin(OK)]).savefig(out / "paired.png", dpi=120, bbox_inches="tight")
     return text
+
+
+def runs_table(root) -> str:
+    """A markdown table of every run folder under `root` (kept small files of any runs, a grid's
+    cells included, named by their path under `root`): method, iterations, last- and best-epoch accuracy, and for semi-supervised
+    runs the peak confident-mask rate, the open candidate sets and relabels at the end, and the
+    negative bank's mean size and precision when λ_n reaches 0 (`analysis.mechanisms`)."""
+    from .analysis import mechanisms
+    rows = []
+    for cfg_file in sorted(Path(root).rglob("config.json")):
+        run, cfg = cfg_file.parent, json.loads(cfg_file.read_text())
+        if any(p.startswith(".") for p in run.relative_to(root).parts):
+            continue
+        m = pd.read_json(run / "metrics.jsonl", lines=True)
+        k = mechanisms(m)
+        lion = cfg["method"] == "lion"
+        rows.append({"run": run.relative_to(root).as_posix(), "method": cfg["method"], "labels": cfg["n_labeled"],
+                     "px": cfg["image_size"], "iterations": cfg["epochs"] * cfg["iters"],
+                     "last": f"{k['test_acc']:.3f}", "best": f"{k['best_acc']:.3f}",
+                     "peak mask": f"{max(k['mask_rate']):.2f}" if cfg["method"] != "supervised" else "–",
+                     "open sets": str(k["open_sets"]) if lion and cfg.get("disambiguation", True) else "–",
+                     "relabels": str(k["relabels"]) if lion and cfg.get("disambiguation", True) else "–",
+                     "bank (precision)": f"{k['bank_mean']:.2f} ({k['bank_precision']:.3f})"
+                     if lion and cfg.get("negative", True) and k["bank_precision"] is not None else "–"})
+    return markdown(pd.DataFrame(rows))
 
 
 def readme_block(readme="README.md") -> str:

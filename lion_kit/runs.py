@@ -131,6 +131,46 @@ def save_torch(path, obj):
     atomic_write_bytes(path, buf.getvalue())
 
 
+# ----------------------------------------------------------------------------- checkpoints
+
+NOT_CONFIG = ("out", "workers", "device", "threads")  # may change on resume: they do not change a number
+
+
+def load_checkpoint(path: Path, config: dict, map_location=None) -> dict:
+    """A checkpoint to resume from, checked: readable, of this kit, and made with `config` (but
+    for the keys of NOT_CONFIG). Every failure says what to do and that nothing was overwritten."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: {path} does not exist")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+        ck["config"], ck["model"], ck["state"]  # noqa: B018 - a checkpoint of this kit
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
+        best = path.with_name("best.pt")
+        hint = (f"; {best} exists (the best epoch so far): copy it to {path.name} to resume from there"
+                if best.is_file() else "")
+        raise ValueError(f"cannot resume: {path} is truncated or unreadable ({type(e).__name__}: {e}){hint}. "
+                         "Nothing was overwritten") from None
+    saved = {k: v for k, v in ck["config"].items() if k not in NOT_CONFIG}
+    diff = {k: (saved[k], config[k]) for k in saved if k in config and saved[k] != config[k]}
+    if diff:
+        raise ValueError(f"cannot resume {path}: configuration differs (saved, now): {diff}")
+    return ck
+
+
+def write_epoch_artifacts(out: Path, metrics, timing, history: dict | None, relabel_rows, predictions: dict | None):
+    """Everything a reader needs after an epoch, each file atomically: metrics.jsonl, timing.jsonl,
+    history.npz (per-epoch snapshots of the per-sample state), relabels.csv, predictions.npz."""
+    write_jsonl(out / "metrics.jsonl", metrics)
+    write_jsonl(out / "timing.jsonl", timing)
+    if history and history["weights"]:
+        write_npz(out / "history.npz", **{k: np.stack(v) for k, v in history.items()})
+    atomic_write_text(out / "relabels.csv", "\n".join(["iteration,index,id,old,new,true", *relabel_rows]) + "\n")
+    if predictions is not None:
+        write_npz(out / "predictions.npz", **predictions)
+
+
 LOCK_NAME = ".lock"
 
 

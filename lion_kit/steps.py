@@ -13,7 +13,7 @@ import dataclasses
 import torch
 
 from . import losses as L
-from .labels import NUM_CLASSES
+from .labels import NEUTRAL
 
 
 @dataclasses.dataclass
@@ -96,14 +96,14 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     closed = torch.ones_like(y, dtype=torch.bool)        # one-hot candidate weights: in L_x
     ambiguous = torch.zeros_like(closed)
     L_px = zero
-    disambiguating = cfg.disambiguation and epoch >= cfg.relabel_run_epoch
+    disambiguating = cfg.disambiguation and epoch >= t.map.relabel_run_epoch
     if disambiguating:
         p_amb = p_x
         if cfg.ambiguity_model == "ema":  # not in the paper: the evaluated model, no dropout
             with torch.no_grad():
-                p_amb = t.ema(b.x)[0].float().softmax(1)
+                p_amb = t.ema.module(b.x)[0].float().softmax(1)
         every = g.gather(ix=b.ix, p=p_amb, f=f_x)           # every rank applies every rank's visits
-        d = st.disambiguate(every.ix, every.p, every.f, it, t.lion_params(epoch))
+        d = st.disambiguate(every.ix, every.p, every.f, it, L.LionParams.from_config(cfg, epoch, t.map.weight_momentum, neutral=NEUTRAL))
         n = len(b.ix)
         y, closed, ambiguous = g.own(d["labels"], n), g.own(d["closed"], n), g.own(d["ambiguous"], n)
         L_px = L.partial_label_loss(logits_x, g.own(d["weights"], n), ~closed)
@@ -112,14 +112,14 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     # class prototypes (2.1) from labeled faces: predicted right before E_r, clear from E_r on
     use = ~ambiguous if disambiguating else p_x.argmax(1) == y
     lab = g.gather(f=f_x, y=y, use=use)
-    st.update_prototypes(lab.f, lab.y, lab.use, running=epoch in (1, cfg.relabel_run_epoch),
-                         momentum=cfg.run_proto_momentum)
+    st.update_prototypes(lab.f, lab.y, lab.use, running=epoch in (1, t.map.relabel_run_epoch),
+                         momentum=t.map.proto_momentum)
 
     # pseudo-labels on confident unlabeled faces (2.3); they also move the prototypes
     tau = cfg.tau(e)
     L_u, confident, pseudo = L.pseudo_label_loss(logits_s, p_u.detach(), tau)
     unl = g.gather(f=f_u, y=pseudo, use=confident, iu=b.iu, p=p_u.detach())
-    st.update_prototypes(unl.f, unl.y, unl.use, running=epoch == 1, momentum=cfg.run_proto_momentum)
+    st.update_prototypes(unl.f, unl.y, unl.use, running=epoch == 1, momentum=t.map.proto_momentum)
 
     # progressive negative learning on low-confidence unlabeled faces (2.4)
     low = ~confident
@@ -127,7 +127,7 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     lam_n = L.negative_weight(e, cfg.neg_w0, cfg.neg_w_step) if cfg.negative else 0.0
     if cfg.negative:
         if cfg.progressive:
-            bank = st.grow_bank(unl.iu, unl.p, ~unl.use, cfg.delta_neg, t.max_negatives, t.negatives_per_visit)
+            bank = st.grow_bank(unl.iu, unl.p, ~unl.use, cfg.delta_neg, t.map.max_negatives, t.map.negatives_per_visit)
             neg = g.own(bank, len(b.iu)) & low[:, None]
         else:
             neg = L.LionState.instant_negatives(p_u, low, cfg.delta_neg)
@@ -152,8 +152,3 @@ def _right(t, b: Batch, confident, pseudo):
 
 
 STEPS = {"supervised": supervised_step, "fixmatch": fixmatch_step, "lion": lion_step}
-
-
-def max_negatives(quirks) -> int:
-    """|C_i| < K - 1 (the script's `bank_all_classes` quirk: < K)."""
-    return NUM_CLASSES if "bank_all_classes" in quirks else NUM_CLASSES - 1

@@ -10,7 +10,6 @@ tests cover that path without a cluster).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -21,52 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import keep as keep_cell, row as result_row
-
-VARIANTS = {
-    "supervised": dict(method="supervised"),
-    "fixmatch": dict(method="fixmatch"),
-    "lion": dict(method="lion"),
-    "lion-no-ld": dict(method="lion", disambiguation=False),
-    "lion-no-nl": dict(method="lion", negative=False),
-    "lion-nl-no-progression": dict(method="lion", progressive=False),
-    "lion-no-sn": dict(method="lion", strong_negative=False),
-    # the kit's own variants, not in the paper: candidate explanations of where LION loses
-    "lion-ema-ambiguity": dict(method="lion", ambiguity_model="ema"),
-    "lion-reclose": dict(method="lion", reclose=True),
-    "lion-tau-max-0.95": dict(method="lion", tau_max=0.95),
-}
-
-
-def make_grid(variants=("supervised", "fixmatch", "lion"), budgets=(400,), seeds=(0,), root="runs/ablations",
-              preset="cpu", split_seeds=(), split_variant="lion", split_budget=400, **base) -> list[dict]:
-    """One job description per cell. `base` holds config overrides shared by all cells.
-    `split_seeds` adds cells of `split_variant` at `split_budget`, seed 0, drawn with other
-    labeled splits (the default split's cell is the grid's own)."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; expected some of {sorted(VARIANTS)}")
-
-    def job(v, n, s, split=None):
-        key = f"{v}/n{n}_s{s}" + (f"_split{split}" if split is not None else "")
-        extra = {"split_seed": split} if split is not None else {}
-        return {"variant": v, "n_labeled": n, "seed": s, "preset": preset, "key": key, "out": str(Path(root) / key),
-                "overrides": {**base, **VARIANTS[v], "n_labeled": n, "seed": s, **extra, "out": str(Path(root) / key)}}
-    jobs = [job(v, n, s) for v in variants for n in budgets for s in seeds]
-    from .config import Config
-    if split_variant in variants and split_budget in budgets:
-        jobs += [job(split_variant, split_budget, 0, k) for k in split_seeds if k != Config.split_seed]
-    return jobs
-
+from .grid import VARIANTS, cell_config, make_grid  # noqa: F401 - the grid's API, used with run_grid
+from .results import keep as keep_cell, row as result_row, same_config
 
 def _want(job) -> dict:
-    from .config import resolve
-    return dataclasses.asdict(resolve(job["preset"], None, job["overrides"]))
+    return cell_config(job["preset"], job["overrides"])
 
 
 def _finished(job, want: dict, kept=()) -> Path | None:
     """The folder (a kept cell, else the run) that already holds this job's result, if any."""
-    from .results import same_config
     for out in [Path(k) / job["key"] for k in kept if k] + [Path(job["out"])]:
         if (out / "summary.json").is_file() and (out / "config.json").is_file():
             if same_config(json.loads((out / "config.json").read_text()), want):

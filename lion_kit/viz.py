@@ -212,51 +212,6 @@ def plot_prototypes(run, ax=None):
     return fig
 
 
-def candidate_explorer(run):
-    """An ipywidgets control: scrub epochs and pick a labeled sample; shows its face, its
-    candidate weights at that epoch and the labeled set's open-set count."""
-    import ipywidgets as W
-    plt = _plt()
-    w = run.history["weights"].astype(np.float32)
-    ds = run.dataset("train")
-    lab, given = run.split["labeled"], run_given(run)
-    samples = interesting_samples(run, 12)
-    epoch = W.IntSlider(value=len(w), min=1, max=len(w), description="epoch", continuous_update=False)
-    sample = W.Dropdown(options=[(f"#{s} given {CLASSES[given[s]]}", s) for s in samples], value=samples[0], description="sample")
-    def render():
-        e, s = epoch.value, sample.value
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, 2.8), gridspec_kw={"width_ratios": [1, 2]})
-        a0.imshow(to_hwc(ds.raw(int(lab[s]))))
-        a0.axis("off")
-        a0.set_title(f"sample {s}, epoch {e}", fontsize=9)
-        a1.bar(CLASSES, w[e - 1, s], color=["tab:red" if c == given[s] else "tab:blue" for c in range(len(CLASSES))])
-        a1.set(ylim=(0, 1), title=f"candidate weights (red: given label); open sets: {int(((w[e - 1] > 0).sum(1) > 1).sum())}")
-        a1.tick_params(axis="x", rotation=30, labelsize=8)
-        fig.tight_layout()
-
-    return _explorer([epoch, sample], render)
-
-
-def _explorer(controls, render):
-    """Controls above an output that `render()` redraws whenever a control's value changes;
-    `box.draw()` redraws by hand (the tests use it)."""
-    import ipywidgets as W
-    out = W.Output()
-
-    def draw(*_):
-        with out:
-            out.clear_output(wait=True)
-            render()
-            _plt().show()
-
-    for c in controls:
-        c.observe(draw, "value")
-    box = W.VBox([W.HBox(controls), out])
-    box.draw = draw
-    draw()
-    return box
-
-
 # ----------------------------------------------------------------------------- negative labels
 
 def plot_negative_growth(run):
@@ -313,27 +268,70 @@ def negative_gallery(run, n=16, epoch=-1, seed=0):
                         title="complementary labels (struck through; ✗ = wrongly ruled out)", strike=strike)
 
 
-def negative_explorer(run):
-    """Browse unlabeled faces and their complementary labels at any epoch."""
-    import ipywidgets as W
-    bank = run.history["bank"]
-    epoch = W.IntSlider(value=len(bank), min=1, max=len(bank), description="epoch", continuous_update=False)
-    page = W.IntSlider(value=0, min=0, max=20, description="page", continuous_update=False)
-    return _explorer([epoch, page], lambda: negative_gallery(run, n=8, epoch=epoch.value - 1, seed=page.value))
+# ----------------------------------------------------------------------------- results grid
+
+GRID_STYLE = {"supervised": ("k", "s", "-"), "fixmatch": ("tab:blue", "^", "-"), "lion": ("tab:red", "o", "-"),
+         "lion-no-ld": ("tab:orange", "v", "--"), "lion-no-nl": ("tab:green", "D", "--"),
+         "lion-nl-no-progression": ("tab:purple", "P", ":"), "lion-no-sn": ("tab:brown", "X", ":")}
 
 
-def readme_figures(run, out, ablation_csv=None):
-    """One figure per notebook (the same calls the notebooks make), for the README."""
-    from pathlib import Path
-    plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    figs = {"01_accuracy.png": plot_accuracy(run), "02_trajectories.png": plot_weight_trajectories(run, interesting_samples(run, 4)),
-            "03_negative_growth.png": plot_negative_growth(run)}
-    if ablation_csv is not None:
-        from .results import plot as plot_grid
-        figs["04_ablations.png"] = plot_grid(pd.read_csv(ablation_csv))
-    for name, fig in figs.items():
-        fig.savefig(out / name, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-    return sorted(figs)
+def plot_grid(df: pd.DataFrame, metric="acc", ax=None):
+    """A results grid's kept cells (`results.load`, finished rows only): mean ± sample std over
+    seeds against the label budget (log axis); baselines solid, LION's ablations dashed or dotted
+    with their own markers; y from just below the lowest error bar."""
+    import matplotlib.pyplot as plt
+    from .config import Config
+    d = df[df["split_seed"] == Config.split_seed] if "split_seed" in df else df
+    ax = ax or plt.subplots(figsize=(7, 4.2))[1]
+    lows, highs = [], []
+    budgets = sorted(d["n_labeled"].unique())
+    groups = list(d.groupby("variant", sort=False))
+    for k, (v, g) in enumerate(groups):
+        s = g.groupby("n_labeled")[metric].agg(["mean", "std", "size"])
+        err = s["std"].fillna(0)
+        c, m, ls = GRID_STYLE.get(v, (None, "o", "-"))
+        dodge = 1.025 ** (k - (len(groups) - 1) / 2)  # side by side on the log axis: error bars stay apart
+        ax.errorbar(s.index * dodge, s["mean"], yerr=err, color=c, marker=m, ls=ls, capsize=3, lw=1.4, ms=5,
+                    label=f"{v} (n={int(s['size'].min())}–{int(s['size'].max())})" if s["size"].nunique() > 1 else f"{v} (n={int(s['size'].iloc[0])})")
+        lows.append((s["mean"] - err).min()); highs.append((s["mean"] + err).max())
+    if lows:
+        lo, hi = min(lows), max(highs)
+        pad = max(0.02, 0.08 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    ax.set(xscale="log", xlabel="labeled faces (log scale)", ylabel={"acc": "test accuracy", "mca": "mean class accuracy"}.get(metric, metric),
+           title=f"last-epoch {metric}, mean ± std over seeds")
+    if budgets:
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return ax.figure
+
+
+def plot_paired(df: pd.DataFrame, metric="acc", ax=None):
+    """Per-seed differences (results.PAIRS) at each budget: one dot per seed, the mean as a bar,
+    zero as a line. A difference whose dots straddle zero is no difference."""
+    import matplotlib.pyplot as plt
+    from .config import Config
+    from .grid import PAIRS
+    d = df[df["split_seed"] == Config.split_seed]
+    budgets = sorted(d["n_labeled"].unique())
+    ax = ax or plt.subplots(figsize=(8, 3.6))[1]
+    labels, x = [], 0
+    for n in budgets:
+        at = d[d["n_labeled"] == n].set_index(["variant", "seed"])[metric]
+        for a, b in PAIRS:
+            if a in at.index.get_level_values(0) and b in at.index.get_level_values(0):
+                diff = (at[a] - at[b]).dropna()
+                if diff.empty:
+                    continue
+                c = GRID_STYLE.get(a, ("0.4",))[0]
+                ax.bar(x, diff.mean(), color=c, alpha=0.35, width=0.7)
+                ax.scatter([x] * len(diff), diff, color=c, zorder=3, s=18)
+                labels.append(f"{a} − {b}\n{n} labels")
+                x += 1
+    ax.axhline(0, color="k", lw=1)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
+    ax.set(ylabel=f"difference in last-epoch {metric}", title="paired differences, one dot per seed")
+    ax.grid(axis="y", alpha=0.3)
+    return ax.figure

@@ -1,4 +1,4 @@
-"""Packaging, labels, SynthFER, datasets and splits (issue 2)."""
+"""Packaging, labels, SynthFER, datasets and splits."""
 import re
 import shutil
 from pathlib import Path
@@ -259,3 +259,28 @@ def test_empty_data_roots_say_what_is_missing(tmp_path):
         load_dataset("folder", "train", root=tmp_path)
     with pytest.raises(ValueError, match="rafdb needs root"):
         load_dataset("rafdb", "train")
+
+
+def test_rendered_faces_are_byte_identical_to_the_pinned_renderer():
+    """The renderer draws its parts in separate functions; the faces (and so every cached SynthFER
+    and the shipped trunk's training data) must stay byte for byte what they were. Pixels depend
+    on Pillow's rasteriser, so the pin is checked with the Pillow it was made with."""
+    import hashlib
+
+    import PIL
+    from lion_kit import synth
+    if PIL.__version__ != "13.0.0":
+        pytest.skip(f"pinned with Pillow 13.0.0; this is {PIL.__version__}")
+    h = hashlib.sha256()
+    cfg = synth.SynthConfig(size="tiny", image_size=32)
+    labels = synth.sample_labels(cfg, "train")
+    for i in range(24):
+        rng = np.random.default_rng([cfg.seed, 0, i])
+        h.update(synth.render_face(synth.action_units(labels, i, rng), rng, 32, 0.3, 2).tobytes())
+    rec = {}
+    for i in range(8):  # the pretraining identities: one person's draws shared, geometry recorded
+        rng = np.random.default_rng(i)
+        h.update(synth.render_face(synth.PROTOTYPES[i % 7], rng, 32, 0.5, 2, identity=np.random.default_rng(i // 4),
+                                   record=rec).tobytes())
+        h.update(repr(sorted(rec.items())).encode())
+    assert h.hexdigest() == "c9cdbd8b56dbfdf8316c17d6070fb69589a1b4fec0461c0e6d4aadf57e80c6f0"

@@ -1,5 +1,5 @@
 """JupyterLab in headless Chromium: 02_candidate_evolution runs, its widget renders, and moving
-the epoch slider redraws the plot (issue 4). Debian's chromium is installed here when missing."""
+the epoch slider redraws the plot. Debian's chromium is installed here when missing."""
 import os
 import shutil
 import socket

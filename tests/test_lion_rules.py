@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from lion_kit import losses as L
+from lion_kit import mapping
 from lion_kit.config import Config, resolve
+from lion_kit.mapping import RunMapping
 
 K = 7
 
@@ -20,9 +22,9 @@ def probs(*rows):
 
 
 def test_schedules():
-    assert L.confidence_threshold(1) == pytest.approx(0.81)
-    assert L.confidence_threshold(20) == pytest.approx(1.0)
-    assert L.confidence_threshold(25) > 1.0  # reproduced on purpose: nothing is confident late
+    assert Config().tau(1) == pytest.approx(0.81)
+    assert Config().tau(20) == pytest.approx(1.0)
+    assert Config().tau(25) > 1.0  # reproduced on purpose: nothing is confident late
     assert L.negative_weight(0) == pytest.approx(0.24)
     assert L.negative_weight(10) == pytest.approx(0.09)
     assert L.negative_weight(16) == 0.0 and L.negative_weight(30) == 0.0
@@ -38,8 +40,8 @@ def test_schedule_scaling_keeps_the_paper_shape():
     assert short.relabel_run_epoch == 3
     assert Config(epochs=6, relabel_epoch=28).relabel_run_epoch == 6 and Config(epochs=6, relabel_epoch=30).relabel_run_epoch == 6
     # tau_e is linear, so the run epoch gets exactly the mean of its block's paper values
-    block = [L.confidence_threshold(e) for e in range(6, 11)]
-    assert L.confidence_threshold(short.schedule_epoch(2)) == pytest.approx(sum(block) / 5)
+    block = [Config().tau(e) for e in range(6, 11)]
+    assert short.tau(short.schedule_epoch(2)) == pytest.approx(sum(block) / 5)
     # lambda_n reaches 0 after 37% of the run (paper epoch 16 of 30), not at half of it
     lam = [L.negative_weight(short.schedule_epoch(e)) for e in range(1, 7)]
     assert lam == pytest.approx([0.195, 0.12, 0.045, 0, 0, 0])
@@ -47,39 +49,40 @@ def test_schedule_scaling_keeps_the_paper_shape():
 
 
 def test_short_run_maps_per_visit_and_per_step_constants():
-    paper = resolve("paper", overrides={"pretrained": "none"})
-    assert (paper.run_weight_momentum, paper.run_proto_momentum, paper.run_ema, paper.run_head_lr_scale) == (0.99, 0.99, 0.999, 1.0)
-    assert paper.run_negatives_per_visit(11871) == 1
-    assert paper.run_decay_factor == 1 - 0.02 * 5e-4
-    cpu = resolve("cpu")
+    paper = RunMapping.of(resolve("paper", overrides={"pretrained": "none"}), 11871)
+    assert (paper.weight_momentum, paper.proto_momentum, paper.ema, paper.head_lr_scale) == (0.99, 0.99, 0.999, 1.0)
+    assert paper.negatives_per_visit == 1 and paper.decay_factor == 1 - 0.02 * 5e-4
+    cpu_cfg = resolve("cpu")
+    cpu = RunMapping.of(cpu_cfg, 4000)
     # 30 x 800 x 16 labeled draws in the paper, 6 x 150 x 16 here: one visit stands for 26.7
-    assert cpu.visit_ratio == pytest.approx(30 * 800 / (6 * 150))
-    assert cpu.run_weight_momentum == pytest.approx(0.99 ** 26.667, rel=1e-4)
+    assert mapping.visit_ratio(cpu_cfg) == pytest.approx(30 * 800 / (6 * 150))
+    assert cpu.weight_momentum == pytest.approx(0.99 ** 26.667, rel=1e-4)
     # the mapped momentum moves a weight as far in one visit as the paper's does in 26.7
     w = 0.0
     for _ in range(800 * 30 // (150 * 6) * 3):  # 80 paper visits = 3 mapped ones
         w = 0.99 * w + 0.01
     w_run = 0.0
     for _ in range(3):
-        w_run = cpu.run_weight_momentum * w_run + (1 - cpu.run_weight_momentum)
+        w_run = cpu.weight_momentum * w_run + (1 - cpu.weight_momentum)
     assert w_run == pytest.approx(w, abs=0.01)
-    assert cpu.run_ema == pytest.approx(0.999 ** 26.667, rel=1e-4)
-    assert cpu.run_head_lr_scale == pytest.approx(26.667, rel=1e-4)
-    assert resolve("cpu", overrides={"head_lr_scale": 3.0}).run_head_lr_scale == 3.0
-    assert resolve("cpu", overrides={"head_lr_scale": 1.0}).run_head_lr_scale == 1.0
+    assert cpu.ema == pytest.approx(0.999 ** 26.667, rel=1e-4)
+    assert cpu.head_lr_scale == pytest.approx(26.667, rel=1e-4)
+    assert RunMapping.of(resolve("cpu", overrides={"head_lr_scale": 3.0}), 4000).head_lr_scale == 3.0
+    assert RunMapping.of(resolve("cpu", overrides={"head_lr_scale": 1.0}), 4000).head_lr_scale == 1.0
     # 1,000 unlabeled faces: each is visited 14.4 times here against 32.3 in the paper -> 2 per visit
-    assert cpu.run_negatives_per_visit(1000) == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 1000)) == 2
+    assert RunMapping.of(cpu_cfg, 1000).negatives_per_visit == round(30 * 800 * 16 / 11871 / (6 * 150 * 16 / 1000)) == 2
     # 4,000: 9.0 per visit would fill a set of K - 1 = 6 in one visit; capped at 3, it takes two or more
-    assert cpu.run_negatives_per_visit(4000) == 3
-    assert cpu.run_negatives_per_visit(100) == 1 and cpu.run_negatives_per_visit(10**6) == 3
-    assert resolve("cpu", overrides={"negatives_per_visit": 6}).run_negatives_per_visit(4000) == 6  # the old mapping
+    assert cpu.negatives_per_visit == 3
+    assert RunMapping.of(cpu_cfg, 100).negatives_per_visit == 1 and RunMapping.of(cpu_cfg, 10**6).negatives_per_visit == 3
+    assert RunMapping.of(resolve("cpu", overrides={"negatives_per_visit": 6}), 4000).negatives_per_visit == 6  # the old mapping
     # the decay: the run's 900 steps shrink the model as much as the paper's 24,000 (x0.787)
-    assert cpu.run_decay_factor ** (6 * 150) == pytest.approx((1 - 0.02 * 5e-4) ** (30 * 800), rel=1e-9)
-    assert cpu.run_decay_factor ** (6 * 150) == pytest.approx(0.787, abs=1e-3)
-    assert resolve("cpu", overrides={"map_decay": False}).run_decay_factor == 1 - 0.02 * 5e-4
-    raw = resolve("cpu", overrides={"short_run": False})
-    assert (raw.run_weight_momentum, raw.run_ema, raw.run_negatives_per_visit(4000)) == (0.99, 0.999, 1)
-    assert raw.run_decay_factor == 1 - 0.02 * 5e-4
+    assert cpu.decay_factor ** (6 * 150) == pytest.approx((1 - 0.02 * 5e-4) ** (30 * 800), rel=1e-9)
+    assert cpu.decay_factor ** (6 * 150) == pytest.approx(0.787, abs=1e-3)
+    assert RunMapping.of(resolve("cpu", overrides={"map_decay": False}), 4000).decay_factor == 1 - 0.02 * 5e-4
+    raw = RunMapping.of(resolve("cpu", overrides={"short_run": False}), 4000)
+    assert (raw.weight_momentum, raw.ema, raw.negatives_per_visit, raw.decay_factor) == (0.99, 0.999, 1, 1 - 0.02 * 5e-4)
+    assert cpu.relabel_run_epoch == 3 and cpu.schedule_epoch == (3, 8, 13, 18, 23, 28)
+    assert RunMapping.of(resolve("cpu", overrides={"quirks": "bank_all_classes"}), 4000).max_negatives == 7
 
 
 def test_ambiguity_opens_a_closed_set_with_model_probabilities():
@@ -237,12 +240,18 @@ def test_prototype_ema_equals_sequential_updates_and_running_mean():
 
 def test_state_dict_round_trips():
     st = L.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
+    st.labels[1] = 5
     st.bank[1, 2] = True
     st.weights[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])
-    st.relabels.append((3, 1, 1, 2))
+    st.protos = torch.arange(K * 3, dtype=torch.float32).reshape(K, 3)
+    st.count = torch.arange(K, dtype=torch.float32)
+    st.relabels.append((3, 1, 1, 5))
     other = L.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
     other.load_state_dict(st.state_dict())
-    assert other.bank[1, 2] and other.weights[0, 1] == 0.5 and other.relabels == [(3, 1, 1, 2)]
+    for k in ("labels", "given", "weights", "bank", "protos", "count"):
+        assert torch.equal(getattr(other, k), getattr(st, k)), k
+    assert other.relabels == [(3, 1, 1, 5)] and other.given.tolist() == [0, 1, 2]
+    assert set(st.state_dict()) == {"labels", "given", "weights", "bank", "protos", "count", "relabels"}
 
 
 def test_config_precedence_and_unknown_keys(tmp_path):
@@ -326,14 +335,19 @@ def test_bgr_quirk_normalises_bgr_pixels_with_rgb_statistics():
     assert not torch.allclose(got, x[None].flip(1)[0])  # a flip after normalising is not the same
 
 
-def test_bank_quirk_reads_and_writes_one_row():
-    """Documented, not reproduced (docs/lion.md quirk 1): the script indexes the bank with the
-    0/1 confidence mask, i.e. rows 0 and 1 of the batch; all-true by construction, so every
-    low-confidence sample uses the row of batch sample 1. The kit keeps one row per face."""
-    st = L.LionState(torch.tensor([0]), 3, K, 2)
+def test_each_face_keeps_its_own_bank_row_unlike_the_scripts_mask_indexing():
+    """The script indexes the bank with the 0/1 confidence mask used as integer indices (docs/lion.md
+    quirk 1): every low-confidence face of a batch reads and writes row 1 (or 0). Reproduced here
+    by hand to show what it does; the kit keeps one row per face, by dataset index."""
     p = probs([0.001, 0.3, 0.3, 0.1, 0.1, 0.1, 0.099], [0.3, 0.001, 0.3, 0.1, 0.1, 0.1, 0.099],
               [0.3, 0.3, 0.001, 0.1, 0.1, 0.1, 0.099])
-    st.grow_bank(torch.tensor([0, 1, 2]), p, torch.tensor([True, True, True]), 0.01, K - 1)
+    low = torch.tensor([True, True, True])
+    script = torch.zeros(3, K, dtype=torch.bool)
+    rows = low.long()                                    # the script's mask, used as indices: [1, 1, 1]
+    script[rows] |= F.one_hot(p.argmin(1), K).bool()    # three faces write into one row
+    assert script[[0, 2]].sum() == 0 and script[1].sum() == 1  # faces 0 and 2 have no row; row 1 holds one face's class
+    st = L.LionState(torch.tensor([0]), 3, K, 2)
+    st.grow_bank(torch.tensor([0, 1, 2]), p, low, 0.01, K - 1)
     assert st.bank.nonzero().tolist() == [[0, 0], [1, 1], [2, 2]]  # each face its own least likely class
 
 
@@ -366,8 +380,7 @@ def _run(epoch, unl_true=None, **cfg_kw):
     fu = torch.tensor([[0.0, 0.6, 0.8], [0.8, 0.6, 0.0]])
     ls = torch.zeros(2, K)
     net = _Net({0: (lx, fx), 1: (lu, fu), 2: (ls, fu)})
-    t = _t.SimpleNamespace(cfg=cfg, net=net, state=st, group=Group(), lion_params=lambda e: L.LionParams.from_config(cfg, e),
-                           max_negatives=K - 1, negatives_per_visit=1, unl_true=unl_true)
+    t = _t.SimpleNamespace(cfg=cfg, net=net, state=st, group=Group(), map=RunMapping.of(cfg, 2), unl_true=unl_true)
     key = lambda k, n: torch.full((n, 3, 2, 2), float(k))  # noqa: E731
     from lion_kit.steps import Batch, lion_step
     b = Batch(x=key(0, 3), ix=torch.tensor([0, 1, 2]), uw=key(1, 2), us=key(2, 2), iu=torch.tensor([0, 1]))

@@ -1,6 +1,7 @@
-"""The committed results grid (issue 10): cells kept small under results/, reused on a fresh
+"""The committed results grid: cells kept small under results/, reused on a fresh
 machine, and the README's table rebuilt from them alone."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -114,12 +115,11 @@ def test_mechanisms_reads_the_bank_where_lambda_n_reaches_zero():
     assert (r["test_acc"], r["best_acc"], r["open_sets"], r["relabels"], r["relabel_precision"]) == (0.55, 0.6, 8, 4, 0.25)
 
 
-@pytest.mark.parametrize("args, marker", [([], "budget-curve"), (["--ablations"], "mapping-ablations")])
-def test_readme_tables_are_what_the_tool_prints(args, marker):
-    """README's *Against budget* and *What each part of the mapping does* tables come from
-    results/issue9-cpu-regime via tools/budget_curve.py."""
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "budget_curve.py"), *args], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    text = (ROOT / "README.md").read_text()
-    block = text.split(f"<!-- {marker}: begin -->", 1)[1].split(f"<!-- {marker}: end -->", 1)[0].strip()
-    assert block == out and out.count("\n") >= 3
+def test_docs_run_tables_are_what_the_results_runs_command_prints():
+    """Every table in docs/experiments.md marked `<!-- runs: FOLDER: begin -->` is exactly what
+    `python -m lion_kit results runs --keep FOLDER` prints from the committed small files."""
+    text = (ROOT / "docs" / "experiments.md").read_text()
+    blocks = re.findall(r"<!-- runs: (\S+): begin -->\n(.*?)\n<!-- runs: \1: end -->", text, flags=re.S)
+    assert blocks, "docs/experiments.md has no run tables"
+    for folder, block in blocks:
+        assert block.strip() == results.runs_table(ROOT / folder), folder

@@ -18,7 +18,7 @@ SETUP = """import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 import lion_kit
-from lion_kit import analysis, viz, nb
+from lion_kit import analysis, viz, nb, widgets
 from lion_kit.train import train
 %matplotlib inline"""
 
@@ -266,7 +266,7 @@ else:
     code("viz.plot_prototypes(run); plt.show()"),
     md("## Explore\n\nScrub the epochs and pick a sample (needs JupyterLab or Notebook with ipywidgets)."),
     code("""if interactive:
-    display(viz.candidate_explorer(run))"""),
+    display(widgets.candidate_explorer(run))"""),
     code("""nb.save_results(out_dir, {"run_dir": str(run.path), "epochs": int(len(table)), "open_sets": table["open_sets"].tolist(),
                            "relabelled": table["relabelled"].tolist(), "relabel_events": int(len(run.relabels)),
                            "relabel_precision": run.summary.get("relabel_precision"), "samples": samples})"""),
@@ -296,7 +296,7 @@ viz.plot_negative_precision(run); plt.show()"""),
     md("## Faces and what they are not"),
     code("viz.negative_gallery(run, 16); plt.show()"),
     code("""if interactive:
-    display(viz.negative_explorer(run))"""),
+    display(widgets.negative_explorer(run))"""),
     code("""m = run.metrics
 nb.save_results(out_dir, {"run_dir": str(run.path), "mean_size": sizes["mean"].tolist(),
                            "neg_precision": None if "neg_precision" not in m else m["neg_precision"].iloc[-1],
@@ -304,14 +304,19 @@ nb.save_results(out_dir, {"run_dir": str(run.path), "mean_size": sizes["mean"].t
 ])
 
 write("04_ablations.ipynb", [
-    md("# 04 · Ablations\n\nA grid of methods and LION switches × label budgets × seeds. Each cell is a training "
-       "run in its own folder; finished cells are reused, failed ones are reported with their log and do not "
-       "stop the grid. `workers > 1` runs cells in parallel processes; `executor='slurm'` sends them to a "
-       "cluster through submitit.\n\nThe committed grid (`results/synthfer-cpu`, made by `python -m lion_kit results run`) "
-       "is read first: a cell whose configuration matches is shown without training, so with the `cpu` preset this "
-       "notebook draws the real grid in seconds; `train_missing=False` shows only those cells.\n\nVariants: `supervised`, `fixmatch`, `lion`, `lion-no-ld` (no label "
-       "disambiguation), `lion-no-nl` (no negative learning), `lion-nl-no-progression` (every class below "
-       "δ_neg at once, no memory), `lion-no-sn` (no strong-view negative loss)."),
+    md("# 04 · Ablations: what each part of LION is worth\n\nA grid of methods and LION switches × label budgets × "
+       "seeds; each cell is one training run. The committed grid (`results/synthfer-cpu`, made by `python -m lion_kit "
+       "results run`) is read first: a cell whose configuration matches is shown without training, so with the `cpu` "
+       "preset this notebook draws the real grid in seconds (`train_missing=False`: only those cells). Cells not kept "
+       "are trained here (`workers > 1`: in parallel; `executor='slurm'`: on a cluster through submitit).\n\n"
+       "| variant | what it removes | why it might matter |\n|---|---|---|\n"
+       "| `supervised` | every unlabeled face | the floor: what the labels alone give |\n"
+       "| `fixmatch` | LION's two additions | pseudo-labels alone, at a fixed threshold 0.95 |\n"
+       "| `lion` | nothing: the paper's method | |\n"
+       "| `lion-no-ld` | label disambiguation | without it no labeled face leaves L_x: if the given labels are mostly right, this may help |\n"
+       "| `lion-no-nl` | negative learning | unsure unlabeled faces then teach nothing |\n"
+       "| `lion-nl-no-progression` | the memory of negative labels | every class below δ_neg at once, forgotten by the next visit |\n"
+       "| `lion-no-sn` | the strong-view negative loss | L_n alone on the weak view |"),
     code("""variants = ["supervised", "fixmatch", "lion", "lion-no-ld", "lion-no-nl", "lion-nl-no-progression"]
 budgets = [100, 400, 1000]
 seeds = [0, 1, 2]
@@ -328,7 +333,7 @@ train_missing = True  # False: show only the cells already finished, train nothi
 out_dir = "runs/nb04\"""", tags=["parameters"]),
     code("""import matplotlib.pyplot as plt
 from IPython.display import display
-from lion_kit import nb, results, sweep
+from lion_kit import nb, results, sweep, viz
 %matplotlib inline
 nb.check_params({"variants": (list, list(sweep.VARIANTS)), "budgets": (list, None), "seeds": (list, None),
                  "split_seeds": (list, None), "preset": (str, nb.PRESETS), "epochs": ((int, type(None)), None),
@@ -340,18 +345,31 @@ nb.check_params({"variants": (list, list(sweep.VARIANTS)), "budgets": (list, Non
                        **nb.overrides(epochs=epochs, iters=iters, synth_size=synth_size, image_size=image_size))
 df = sweep.run_grid(jobs, workers=workers, executor=executor, reuse=results_dir or None, train_missing=train_missing)
 df.to_csv(f"{out_dir}/runs.csv", index=False)
-print(df["status"].value_counts().to_string())
-df"""),
-    md("## Results\n\nMean ± sample std over seeds of last-epoch accuracy, mean class accuracy and, on SynthFER, "
-       "accuracy against the true class, the relabels and the share of them that hit the true class, the precision and "
-       "mean size of the negative-label sets. The last column is the paper's protocol (the best epoch, chosen on the "
-       "test split): read it beside the last epoch, never instead of it."),
-    code("""table = results.table(df)
+done = df[df["status"].isin(results.OK)]
+print(results.missing_line(df))"""),
+    md("## Accuracy against the label budget\n\nMean ± sample std over seeds of last-epoch accuracy; the baselines "
+       "are solid lines, LION's ablations dashed or dotted. The last column of the table is the paper's protocol (the "
+       "best epoch, chosen on the test split): read it beside the last epoch, never instead of it. On SynthFER the "
+       "table also scores against each face's true class, and says how right the relabels and negative labels were."),
+    code("""table = results.table(done)
 table.to_csv(f"{out_dir}/results_table.csv", index=False)
-display(table)"""),
-    code("""fig = results.plot(df, "acc"); fig.savefig(f"{out_dir}/accuracy.png", dpi=120, bbox_inches="tight"); plt.show()
-fig = results.plot(df, "mca"); fig.savefig(f"{out_dir}/mean_class_accuracy.png", dpi=120, bbox_inches="tight"); plt.show()"""),
+display(table)
+if len(done):
+    fig = viz.plot_grid(done, "acc"); fig.savefig(f"{out_dir}/accuracy.png", dpi=120, bbox_inches="tight"); plt.show()
+    fig = viz.plot_grid(done, "mca"); fig.savefig(f"{out_dir}/mean_class_accuracy.png", dpi=120, bbox_inches="tight"); plt.show()"""),
+    md("## Paired differences: how to read them\n\nTwo cells with the same seed share their labeled split, their data "
+       "order and their initial head, so `A − B` seed by seed removes what those contribute to both: a paired "
+       "difference has a far smaller spread than the two accuracies' own. Read three things: the mean, its spread "
+       "(sample std over seeds), and how many seeds agree in sign. **A difference no larger than its spread is no "
+       "difference**; one from a single seed cannot be judged at all."),
+    code("""pairs = results.paired(done)
+display(pairs)
+if len(pairs):
+    fig = viz.plot_paired(done); fig.savefig(f"{out_dir}/paired.png", dpi=120, bbox_inches="tight"); plt.show()
+print(results.say(pairs))"""),
     code("""nb.save_results(out_dir, {"runs": int(len(df)), "failed": int((df["status"] == "failed").sum()),
-                           "table": table.to_dict(orient="records"), "csv": f"{out_dir}/results_table.csv"})"""),
+                           "missing": int((df["status"] == "missing").sum()),
+                           "table": table.to_dict(orient="records"), "paired": pairs.to_dict(orient="records"),
+                           "csv": f"{out_dir}/results_table.csv"})"""),
 ])
 print("notebooks written")
