@@ -62,6 +62,9 @@ def lab(tmp_path):
         except OSError:
             assert proc.poll() is None, f"JupyterLab exited early:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
+    else:  # it listened after 8 s on this 2-core machine under full load (two trainings and pytest): 90 s is a margin
+        proc.kill()
+        raise TimeoutError(f"JupyterLab did not listen on port {port} within 90 s:\n{log.read_text()[-3000:]}")
     yield f"http://127.0.0.1:{port}/lab/tree/02.ipynb?token={token}", tmp_path, log
     proc.terminate()
     try:
