@@ -194,6 +194,13 @@ def markdown(t: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def table_text(df: pd.DataFrame) -> str:
+    """What `results table` prints (and the README holds): the table, then the paired differences."""
+    p = paired(df)
+    return markdown(table(df)) + ("" if p.empty else "\n\nPaired per-seed differences of last-epoch accuracy (same seed: "
+                                                     "same labeled split and data order):\n\n" + markdown(p))
+
+
 def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
     """Table (markdown, printed and returned), CSV and plot from the kept cells alone."""
     import matplotlib
@@ -204,8 +211,7 @@ def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
         print(f"[results] {len(stale)} kept cell(s) ran with another configuration than `results run --preset {preset}` "
               f"uses now and are left out: {', '.join(stale['cell'])}; `results run` trains them again", file=sys.stderr)
     t, p = table(df), paired(df)
-    text = markdown(t) + ("" if p.empty else "\n\nPaired per-seed differences of last-epoch accuracy (same seed: same labeled "
-                                              "split and data order):\n\n" + markdown(p))
+    text = table_text(df)
     out = Path(out or root)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", text + "\n")

@@ -90,8 +90,8 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
 def test_readme_table_is_what_the_results_command_prints():
     """README's Results table comes from results/ alone; rebuild it with
     `python -m lion_kit results table --readme README.md --write` after cells land."""
-    text = results.markdown(results.table(results.load(ROOT / results.ROOT)))
-    assert results.readme_block(ROOT / "README.md") == text
+    text = results.table_text(results.load(ROOT / results.ROOT))
+    assert results.readme_block(ROOT / "README.md") == text and "Paired per-seed differences" in text
 
 
 def test_a_kept_cell_missing_a_file_is_an_error_naming_it(tmp_path):
