@@ -194,10 +194,12 @@ def markdown(t: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def table_text(df: pd.DataFrame) -> str:
-    """What `results table` prints (and the README holds): the table, then the paired differences."""
-    p = paired(df)
-    return markdown(table(df)) + ("" if p.empty else "\n\nPaired per-seed differences of last-epoch accuracy (same seed: "
+def table_text(df: pd.DataFrame, t: pd.DataFrame | None = None, p: pd.DataFrame | None = None) -> str:
+    """What `results table` prints (and the README holds): the table, then the paired differences
+    (`t`, `p`: the two, when the caller has them already)."""
+    t = table(df) if t is None else t
+    p = paired(df) if p is None else p
+    return markdown(t) + ("" if p.empty else "\n\nPaired per-seed differences of last-epoch accuracy (same seed: "
                                                      "same labeled split and data order):\n\n" + markdown(p))
 
 
@@ -211,7 +213,7 @@ def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
         print(f"[results] {len(stale)} kept cell(s) ran with another configuration than `results run --preset {preset}` "
               f"uses now and are left out: {', '.join(stale['cell'])}; `results run` trains them again", file=sys.stderr)
     t, p = table(df), paired(df)
-    text = table_text(df)
+    text = table_text(df, t, p)
     out = Path(out or root)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", text + "\n")
