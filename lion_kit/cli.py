@@ -69,6 +69,10 @@ def cmd_results(a):
     if a.what == "runs":
         print(results.runs_table(a.keep))
         return
+    if a.what == "budget":
+        roots = a.keep.split(",") if a.keep != "results/synthfer-cpu" else results.CURVE
+        print(results.rebuild_budgets(roots, a.out or "results/budget-curve", a.preset, parse_set(a.set)))
+        return
     if a.what in ("run", "status"):
         ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
         jobs = sweep.make_grid(a.variants.split(","), ints(a.budgets), ints(a.seeds), root=a.runs, preset=a.preset,
@@ -179,10 +183,13 @@ def _experiment_commands(sub):
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("results", help="the committed results grid: train missing cells, rebuild the table")
-    p.add_argument("what", choices=["run", "status", "table", "runs"],
+    p.add_argument("what", choices=["run", "status", "table", "runs", "budget"],
                    help="run: train (or reuse) cells and keep them; status: which cells are kept or missing; "
-                        "table: rebuild from kept cells alone; runs: a table of every run folder under --keep")
-    p.add_argument("--keep", default="results/synthfer-cpu", help="where cells are kept (committed)")
+                        "table: rebuild from kept cells alone; runs: a table of every run folder under --keep; "
+                        "budget: the budget curve from grids that differ in training length")
+    p.add_argument("--keep", default="results/synthfer-cpu",
+                   help="where cells are kept (committed); budget: comma-separated grids (default: results/synthfer-cpu{,-2x,-4x,-8x})")
+    p.add_argument("--out", default=None, help="budget: where its table and figure go (default results/budget-curve)")
     p.add_argument("--runs", default="runs/grid", help="run: where cells train (not committed)")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--variants", default="supervised,fixmatch,lion,lion-no-ld,lion-no-nl,lion-nl-no-progression")

@@ -268,3 +268,131 @@ def write_readme(text: str, readme="README.md"):
     head, rest = s.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]
     atomic_write_text(Path(readme), f"{head}{README_BEGIN}\n{text}\n{README_END}{tail}")
+
+
+# ----------------------------------------------------------------------------- the budget curve
+
+CURVE = ("results/synthfer-cpu", "results/synthfer-cpu-2x", "results/synthfer-cpu-4x", "results/synthfer-cpu-8x")
+
+
+def load_budgets(roots=CURVE, preset="cpu", overrides=None) -> pd.DataFrame:
+    """Kept cells of grids that differ only in training length (`results run --set iters=N
+    --keep ROOT`), one row per cell with `iterations` (epochs × iters) and `budget` (× the
+    preset's), plus what the semi-supervised mechanisms did (from metrics.jsonl): the
+    confident-mask rate at its peak and in the last epoch, and LION's open candidate sets and
+    the labeled set's label accuracy at the end. `overrides` are the --set every grid shares
+    besides `iters`. A root that does not exist is skipped (the curve grows as grids land); one
+    whose cells disagree on `iters` is an error."""
+    from .analysis import mechanisms
+    from .config import resolve
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "iters"}
+    base = resolve(preset, None, overrides)
+    frames = []
+    for root in roots:
+        root = Path(root)
+        iters = {json.loads(c.read_text())["iters"] for c in root.glob("*/*/config.json") if not c.parent.name.startswith(".")}
+        if not iters:
+            continue
+        if len(iters) > 1:
+            raise ValueError(f"{root}: cells trained with different iters {sorted(iters)}; a budget-curve grid holds one")
+        it = iters.pop()
+        df = load(root, preset, {**overrides, "iters": it})
+        df = df[df["status"].isin(OK)].copy()
+        extra = []
+        for cell in df["cell"]:
+            metrics = pd.read_json(root / cell / "metrics.jsonl", lines=True)
+            k, m = mechanisms(metrics), metrics.iloc[-1]
+            extra.append({"mask_peak": max(k["mask_rate"]), "mask_last": k["mask_rate"][-1], "open_sets": k["open_sets"],
+                          "label_acc_now": float(m["label_acc_now"]) if "label_acc_now" in m and pd.notna(m["label_acc_now"]) else np.nan})
+        df = pd.concat([df.reset_index(drop=True), pd.DataFrame(extra, index=range(len(df)))], axis=1) if len(df) else df
+        df["root"] = root.as_posix()
+        df["iterations"] = base.epochs * it
+        df["budget"] = it / base.iters
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", "budget", "acc"])
+
+
+def curve_labels(df: pd.DataFrame, n_labeled=None) -> int:
+    """The label budget a curve is drawn at: `n_labeled`, else the grids' only one, else 400."""
+    if n_labeled is None:
+        present = sorted(df["n_labeled"].unique()) if len(df) else []
+        n_labeled = present[0] if len(present) == 1 else 400
+    return int(n_labeled)
+
+
+def budget_table(df: pd.DataFrame, n_labeled=None) -> pd.DataFrame:
+    """Per budget and variant at `n_labeled` labels (default split): last-epoch accuracy (mean ±
+    std over seeds), the paired differences from supervised and FixMatch where the same seeds
+    exist, and the mechanisms' rates (means)."""
+    from .config import Config
+    n_labeled = curve_labels(df, n_labeled)
+    d = df[(df["n_labeled"] == n_labeled) & (df["split_seed"] == Config.split_seed)] if len(df) else df
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    rows = []
+    for (b, v), g in sorted(d.groupby(["budget", "variant"]), key=lambda t: (t[0][0], order.get(t[0][1], 99))):
+        at = d[d["budget"] == b].set_index(["variant", "seed"])["acc"]
+
+        def diff(ref):
+            if v == ref or ref not in at.index.get_level_values(0):
+                return "–"
+            x = (at[v] - at[ref]).dropna()
+            return "–" if x.empty else f"{x.mean():+.3f}" + ("" if len(x) == 1 else f" ± {x.std(ddof=1):.3f}")
+        semi = VARIANTS.get(v, {}).get("method") != "supervised"
+        lion_ld = VARIANTS.get(v, {}).get("method") == "lion" and VARIANTS[v].get("disambiguation", True)
+        rows.append({"budget": f"{b:g}×", "iterations": int(g["iterations"].iloc[0]), "variant": v, "runs": len(g),
+                     "accuracy (last epoch)": _fmt(g["acc"]), "− supervised": diff("supervised"), "− fixmatch": diff("fixmatch"),
+                     "mask rate peak / last": f"{g['mask_peak'].mean():.2f} / {g['mask_last'].mean():.2f}" if semi else "–",
+                     "open sets": f"{g['open_sets'].mean():.0f}" if lion_ld else "–",
+                     "labels right (end)": _fmt(g["label_acc_now"]) if lion_ld else "–"})
+    return pd.DataFrame(rows, columns=["budget", "iterations", "variant", "runs", "accuracy (last epoch)", "− supervised",
+                                       "− fixmatch", "mask rate peak / last", "open sets", "labels right (end)"])
+
+
+def say_budget(df: pd.DataFrame, n_labeled=None) -> str:
+    """The budget curve in words: at each training length, the paired differences that decide
+    the paper's claim (FixMatch − supervised, LION − supervised, LION − FixMatch) over the seeds
+    both cells have, and whether any is larger than its spread."""
+    from .config import Config
+    if not len(df):
+        return "No budget-curve cells kept yet: `python -m lion_kit results run --set iters=N --keep DIR` trains them."
+    n_labeled = curve_labels(df, n_labeled)
+    d = df[(df["n_labeled"] == n_labeled) & (df["split_seed"] == Config.split_seed)]
+    lines = []
+    for b, g in d.groupby("budget"):
+        at = g.set_index(["variant", "seed"])["acc"]
+        have = set(at.index.get_level_values(0))
+        parts = []
+        for a, ref in (("fixmatch", "supervised"), ("lion", "supervised"), ("lion", "fixmatch")):
+            if {a, ref} <= have:
+                x = (at[a] - at[ref]).dropna()
+                if len(x) == 1:
+                    parts.append(f"{a} − {ref} {x.iloc[0]:+.3f} (one seed)")
+                elif len(x) > 1:
+                    sd = x.std(ddof=1)
+                    parts.append(f"{a} − {ref} {x.mean():+.3f} ± {sd:.3f} over {len(x)} seeds"
+                                 + (" (no larger than its spread)" if abs(x.mean()) <= sd else ""))
+        lines.append(f"At {b:g}× ({int(g['iterations'].iloc[0])} iterations), {n_labeled} labels: "
+                     + ("; ".join(parts) if parts else "no pair of supervised, fixmatch and lion kept yet") + ".")
+    return "\n".join(lines)
+
+
+def budget_text(df: pd.DataFrame) -> str:
+    """What `results budget` prints (and results/budget-curve/table.md holds)."""
+    t = budget_table(df)
+    return markdown(t) if len(t) else "_No budget-curve cells kept yet._"
+
+
+def rebuild_budgets(roots=CURVE, out="results/budget-curve", preset="cpu", overrides=None) -> str:
+    """The budget curve's table (markdown, returned), CSV and figure from the kept cells alone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    df = load_budgets(roots, preset, overrides)
+    text = budget_text(df)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "table.md", text + "\n")
+    atomic_write_text(out / "cells.csv", df.to_csv(index=False))
+    if len(df):
+        from .viz import plot_budget
+        plot_budget(df).savefig(out / "budget.png", dpi=120, bbox_inches="tight")
+    return text

@@ -335,3 +335,41 @@ def plot_paired(df: pd.DataFrame, metric="acc", ax=None):
     ax.set(ylabel=f"difference in last-epoch {metric}", title="paired differences, one dot per seed")
     ax.grid(axis="y", alpha=0.3)
     return ax.figure
+
+
+def plot_budget(df: pd.DataFrame, n_labeled=None):
+    """The budget curve (`results.load_budgets`): left, last-epoch test accuracy (mean ± std over
+    seeds) against the training length; right, what the semi-supervised parts did at each
+    length — the confident-mask rate in the last epoch and LION's open candidate sets (as a share
+    of the labeled set). Where a semi-supervised curve crosses supervised is where it pays."""
+    import matplotlib.pyplot as plt
+    from .config import Config
+    from .results import curve_labels
+    n_labeled = curve_labels(df, n_labeled)
+    d = df[(df["n_labeled"] == n_labeled) & (df["split_seed"] == Config.split_seed)]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    groups = list(d.groupby("variant", sort=False))
+    for k, (v, g) in enumerate(groups):
+        s = g.groupby("budget")["acc"].agg(["mean", "std", "size"])
+        c, m, ls = GRID_STYLE.get(v, (None, "o", "-"))
+        dodge = 1.03 ** (k - (len(groups) - 1) / 2)
+        ax.errorbar(s.index * dodge, s["mean"], yerr=s["std"].fillna(0), color=c, marker=m, ls=ls, capsize=3, lw=1.4,
+                    ms=5, label=f"{v} (seeds: {int(s['size'].min())}–{int(s['size'].max())})")
+        if v != "supervised":
+            bx.plot(s.index, g.groupby("budget")["mask_last"].mean(), color=c, marker=m, ls=ls, label=f"{v}: mask rate")
+        if v == "lion":
+            bx.plot(s.index, g.groupby("budget")["open_sets"].mean() / n_labeled, color=c, marker=m, ls=":",
+                    label="lion: open sets / labels")
+    budgets = sorted(d["budget"].unique())
+    for a in (ax, bx):
+        a.set_xscale("log", base=2)
+        a.set_xticks(budgets, [f"{b:g}×" for b in budgets])
+        a.minorticks_off()
+        a.grid(alpha=0.3)
+        a.set_xlabel("training length (× the cpu preset's 900 iterations)")
+    ax.set(ylabel="test accuracy (last epoch)", title=f"{n_labeled} labels: when does semi-supervision pay?")
+    bx.set(ylabel="share", ylim=(0, 1), title="mechanisms at the last epoch")
+    ax.legend(fontsize=8)
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

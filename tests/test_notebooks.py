@@ -99,6 +99,11 @@ def test_04_ablations_grid_and_reuse(tmp_path):
     assert all(row["runs"] == 2 and "±" in row["accuracy (last epoch)"] for row in r["table"])
     assert {row["variant"]: row["neg. precision"] for row in r["table"]}["lion-no-nl"] == "–"  # not run: no zero shown
     assert (tmp_path / "results_table.csv").exists() and (tmp_path / "accuracy.png").exists()
+    # the budget curve is drawn from the committed grids alone (results/synthfer-cpu and its -Nx siblings)
+    from lion_kit import results as kept_results
+    curve = kept_results.budget_table(kept_results.load_budgets())
+    assert r["budget_curve"] == json.loads(curve.to_json(orient="records")) and r["budget_curve"][0]["budget"] == "1×"
+    assert (tmp_path / "budget.png").stat().st_size > 10_000
     execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)  # second time: every run reused
     import pandas as pd
     assert set(pd.read_csv(tmp_path / "runs.csv")["status"]) == {"reused"}

@@ -123,3 +123,42 @@ def test_docs_run_tables_are_what_the_results_runs_command_prints():
     assert blocks, "docs/experiments.md has no run tables"
     for folder, block in blocks:
         assert block.strip() == results.runs_table(ROOT / folder), folder
+
+
+def test_budget_curve_joins_grids_of_different_lengths_and_pairs_by_seed(tmp_path):
+    """`results budget` reads grids that differ only in `iters` (here 1× and 2× the smoke
+    preset's 6) and reports each variant's accuracy, its paired difference from supervised, and
+    what the mechanisms did — from the kept files alone."""
+    roots = []
+    for iters in (6, 12):
+        keep = tmp_path / f"keep{iters}"
+        r = _cli("run", "--keep", str(keep), "--runs", str(tmp_path / f"runs{iters}"), "--preset", "smoke",
+                 "--budgets", "100", "--split-seeds", "", "--variants", "supervised,lion", "--seeds", "0",
+                 "--set", "epochs=1", "--set", f"iters={iters}")
+        assert r.returncode == 0, r.stderr
+        roots.append(str(keep))
+    out = tmp_path / "curve"
+    r = _cli("budget", "--keep", ",".join(roots), "--out", str(out), "--preset", "smoke", "--set", "epochs=1")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out / "cells.csv")
+    assert sorted(zip(df["budget"], df["variant"], df["iterations"])) == [
+        (1.0, "lion", 6), (1.0, "supervised", 6), (2.0, "lion", 12), (2.0, "supervised", 12)]
+    t = results.budget_table(df).set_index(["budget", "variant"])
+    for b in (1.0, 2.0):
+        at = df[df["budget"] == b].set_index("variant")
+        assert t.loc[(f"{b:g}×", "lion"), "− supervised"] == f"{at.loc['lion', 'acc'] - at.loc['supervised', 'acc']:+.3f}"
+        assert t.loc[(f"{b:g}×", "supervised"), "mask rate peak / last"] == "–"
+        assert t.loc[(f"{b:g}×", "lion"), "open sets"] == f"{at.loc['lion', 'open_sets']:.0f}"
+    assert r.stdout.strip() == (out / "table.md").read_text().strip() == results.budget_text(df)
+    assert (out / "budget.png").stat().st_size > 10_000
+    # a grid whose cells disagree on the length is not one point of the curve
+    shutil.copytree(Path(roots[1]) / "lion", Path(roots[0]) / "lion-no-ld")
+    with pytest.raises(ValueError, match=r"keep6: cells trained with different iters \[6, 12\]"):
+        results.load_budgets([roots[0]], "smoke", {"epochs": 1})
+
+
+def test_committed_budget_curve_is_what_the_results_budget_command_prints():
+    """results/budget-curve/table.md is rebuilt by `python -m lion_kit results budget` from the
+    committed grids (results/synthfer-cpu and its -2x/-4x/-8x siblings)."""
+    text = results.budget_text(results.load_budgets([ROOT / r for r in results.CURVE]))
+    assert (ROOT / "results" / "budget-curve" / "table.md").read_text().strip() == text

@@ -330,6 +330,7 @@ workers = 1
 executor = "local"    # local, slurm or submitit-local
 results_dir = "results/synthfer-cpu"   # committed cells, reused when their configuration matches; empty: none
 train_missing = True  # False: show only the cells already finished, train nothing
+curve_dirs = ["results/synthfer-cpu", "results/synthfer-cpu-2x", "results/synthfer-cpu-4x", "results/synthfer-cpu-8x"]
 out_dir = "runs/nb04\"""", tags=["parameters"]),
     code("""import matplotlib.pyplot as plt
 from IPython.display import display
@@ -340,7 +341,7 @@ nb.check_params({"variants": (list, list(sweep.VARIANTS)), "budgets": (list, Non
                  "iters": ((int, type(None)), None), "synth_size": ((str, type(None)), nb.SYNTH_SIZES),
                  "image_size": ((int, type(None)), None), "workers": (int, None),
                  "executor": (str, ("local", "slurm", "submitit-local")), "results_dir": (str, None),
-                 "train_missing": (bool, None), "out_dir": (str, None)}, globals())"""),
+                 "train_missing": (bool, None), "curve_dirs": (list, None), "out_dir": (str, None)}, globals())"""),
     code("""jobs = sweep.make_grid(variants, budgets, seeds, root=f"{out_dir}/runs", preset=preset, split_seeds=split_seeds,
                        **nb.overrides(epochs=epochs, iters=iters, synth_size=synth_size, image_size=image_size))
 df = sweep.run_grid(jobs, workers=workers, executor=executor, reuse=results_dir or None, train_missing=train_missing)
@@ -367,9 +368,25 @@ display(pairs)
 if len(pairs):
     fig = viz.plot_paired(done); fig.savefig(f"{out_dir}/paired.png", dpi=120, bbox_inches="tight"); plt.show()
 print(results.say(pairs))"""),
+    md("## When does semi-supervision pay? Training length\n\nThe grid above holds the `cpu` preset's length "
+       "(900 iterations). Unlabeled faces can only help once the model is good enough that its confident guesses are "
+       "mostly right and it has iterations left to learn from them, so the committed budget curve repeats supervised, "
+       "FixMatch, LION and LION without disambiguation at 400 labels with 2×, 4× and 8× the iterations "
+       "(`python -m lion_kit results run --set iters=N --keep results/synthfer-cpu-Kx`; drawn by `python -m lion_kit "
+       "results budget`). Read the left panel for where a semi-supervised curve crosses supervised, and the right for "
+       "why: the share of unlabeled faces confident enough to train on in the last epoch (LION's threshold τ_e passes "
+       "1.0 at paper epoch 20, so its mask falls to zero at the end of every run), and LION's open candidate sets — "
+       "labeled faces disambiguation no longer trains on their given label. This reads committed files only (preset "
+       "`cpu`); a length not kept yet is simply absent."),
+    code("""curve = results.load_budgets(curve_dirs, "cpu")
+display(results.budget_table(curve))
+if len(curve):
+    fig = viz.plot_budget(curve); fig.savefig(f"{out_dir}/budget.png", dpi=120, bbox_inches="tight"); plt.show()
+print(results.say_budget(curve))"""),
     code("""nb.save_results(out_dir, {"runs": int(len(df)), "failed": int((df["status"] == "failed").sum()),
                            "missing": int((df["status"] == "missing").sum()),
                            "table": table.to_dict(orient="records"), "paired": pairs.to_dict(orient="records"),
+                           "budget_curve": results.budget_table(curve).to_dict(orient="records"),
                            "csv": f"{out_dir}/results_table.csv"})"""),
 ])
 print("notebooks written")
