@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lab bench clean
+.PHONY: test demo lab bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m lion_kit bench render
 	$(PY) -m lion_kit bench speed --json runs/bench_speed.json
+
+# after cells land in results/: the README's table, the budget curve, docs/experiments.md's run tables
+results: $(STAMP)
+	$(PY) -m lion_kit results table --readme README.md --write >/dev/null
+	$(PY) -m lion_kit results budget >/dev/null
+	$(PY) -c "from lion_kit.results import refresh_runs_blocks; refresh_runs_blocks('docs/experiments.md')"
 
 clean:
 	rm -rf $(VENV) runs

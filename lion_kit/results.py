@@ -396,3 +396,15 @@ def rebuild_budgets(roots=CURVE, out="results/budget-curve", preset="cpu", overr
         from .viz import plot_budget
         plot_budget(df).savefig(out / "budget.png", dpi=120, bbox_inches="tight")
     return text
+
+
+def refresh_runs_blocks(doc) -> int:
+    """Replace every `<!-- runs: FOLDER: begin -->` … `end` block of the markdown file `doc` by
+    what `results runs --keep FOLDER` prints now; returns how many blocks there were."""
+    import re
+    doc = Path(doc)
+    text = doc.read_text()
+    pattern = re.compile(r"(<!-- runs: (\S+): begin -->\n)(.*?)(\n<!-- runs: \2: end -->)", flags=re.S)
+    n = len(pattern.findall(text))
+    atomic_write_text(doc, pattern.sub(lambda m: m.group(1) + runs_table(m.group(2)) + m.group(4), text))
+    return n
