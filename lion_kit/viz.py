@@ -348,13 +348,16 @@ def plot_budget(df: pd.DataFrame, n_labeled=None):
     n_labeled = curve_labels(df, n_labeled)
     d = df[(df["n_labeled"] == n_labeled) & (df["split_seed"] == Config.split_seed)]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
-    groups = list(d.groupby("variant", sort=False))
+    from .grid import VARIANTS
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    groups = sorted(d.groupby("variant"), key=lambda t: order.get(t[0], 99))
     for k, (v, g) in enumerate(groups):
         s = g.groupby("budget")["acc"].agg(["mean", "std", "size"])
         c, m, ls = GRID_STYLE.get(v, (None, "o", "-"))
-        dodge = 1.03 ** (k - (len(groups) - 1) / 2)
+        dodge = 1.03 ** (k - (len(groups) - 1) / 2)  # side by side: error bars stay apart
+        lo, hi = int(s["size"].min()), int(s["size"].max())
         ax.errorbar(s.index * dodge, s["mean"], yerr=s["std"].fillna(0), color=c, marker=m, ls=ls, capsize=3, lw=1.4,
-                    ms=5, label=f"{v} (seeds: {int(s['size'].min())}–{int(s['size'].max())})")
+                    ms=5, label=f"{v} ({lo}{'' if lo == hi else f'–{hi}'} seed{'' if hi == 1 else 's'})")
         if v != "supervised":
             bx.plot(s.index, g.groupby("budget")["mask_last"].mean(), color=c, marker=m, ls=ls, label=f"{v}: mask rate")
         if v == "lion":
@@ -363,10 +366,12 @@ def plot_budget(df: pd.DataFrame, n_labeled=None):
     budgets = sorted(d["budget"].unique())
     for a in (ax, bx):
         a.set_xscale("log", base=2)
+        a.set_xlim(min(budgets) / 1.5, max(budgets) * 1.5)
         a.set_xticks(budgets, [f"{b:g}×" for b in budgets])
         a.minorticks_off()
         a.grid(alpha=0.3)
         a.set_xlabel("training length (× the cpu preset's 900 iterations)")
+    ax.margins(y=0.12)
     ax.set(ylabel="test accuracy (last epoch)", title=f"{n_labeled} labels: when does semi-supervision pay?")
     bx.set(ylabel="share", ylim=(0, 1), title="mechanisms at the last epoch")
     ax.legend(fontsize=8)
