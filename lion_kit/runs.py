@@ -51,19 +51,21 @@ _FAULTS: dict = {}
 
 
 def fault_point(point: str):
-    """Test-only: with LION_KIT_FAULT="POINT[@N]=SIG" (e.g. "write:history.npz@2=KILL",
-    "iter:2:5=INT") this process sends itself SIG the N-th time it reaches POINT. The tests stop
-    a run at an exact place this way, instead of racing a timer against it."""
+    """Test-only: with LION_KIT_FAULT="POINT[@N]=SIG[:parent]" (e.g. "write:history.npz@2=KILL",
+    "iter:2:5=INT") this process sends itself SIG the N-th time it reaches POINT (with `:parent`,
+    it sends SIG to its parent: a grid worker stopping the grid). The tests stop a run at an exact
+    place this way, instead of racing a timer against it."""
     spec = os.environ.get("LION_KIT_FAULT")
     if not spec or "=" not in spec:
         return
     where, sig = spec.rsplit("=", 1)
+    sig, _, whom = sig.partition(":")
     name, _, n = where.partition("@")
     if name == point:
         _FAULTS[point] = _FAULTS.get(point, 0) + 1
         if _FAULTS[point] == int(n or 1):
             import signal
-            os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+            os.kill(os.getppid() if whom == "parent" else os.getpid(), getattr(signal, f"SIG{sig}"))
 
 
 def remove_stale_temporaries(out) -> int:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -36,9 +37,20 @@ def _finished(job, want: dict, kept=()) -> Path | None:
     return None
 
 
+_GRID = {"parent": None, "stopped": False}  # in a pool worker: the grid's process, and whether a cell here was stopped
+
+
+def _worker_init(parent: int):
+    _GRID["parent"] = parent
+
+
 def run_job(job) -> dict:
-    """Train one cell with its output in <out>/log.txt; never raises."""
+    """Train one cell with its output in <out>/log.txt; never raises, except KeyboardInterrupt
+    when a signal stops the cell (its checkpoint written) or when the grid was stopped before it
+    started: a pool worker whose cell was stopped, or whose grid process is gone, starts no other."""
     from .train import train
+    if _GRID["stopped"] or (_GRID["parent"] is not None and os.getppid() != _GRID["parent"]):
+        raise KeyboardInterrupt(f"cell {job['key']} not started: the grid was stopped")
     out = Path(job["out"])
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
@@ -64,14 +76,11 @@ def run_job(job) -> dict:
         with open(log, "a") as f:
             f.write(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(log)}
-    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM stop the grid, not only this cell
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM stop the grid, not only this cell
+        _GRID["stopped"] = True
         with open(log, "a") as f:
             f.write(traceback.format_exc())
-        m = re.search(r"at epoch (\d+), iteration (\d+)", str(e))
-        raise KeyboardInterrupt(
-            f"cell {job['key']} stopped at epoch {m[1]}, iteration {m[2]} with its checkpoint written; the next "
-            "`results run` continues it from there" if m else
-            f"cell {job['key']} stopped before its first checkpoint; the next `results run` trains it from the start") from None
+        raise KeyboardInterrupt(_stopped(job)) from None
     except BaseException:
         with open(log, "a") as f:
             f.write(traceback.format_exc())
@@ -122,9 +131,7 @@ def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None
             it = (run_job(j) for j in todo)
             rows.extend(_progress(it, len(todo), progress))
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-                futs = [ex.submit(run_job, j) for j in todo]
-                rows.extend(_progress((f.result() for f in as_completed(futs)), len(todo), progress))
+            rows.extend(_run_pool(todo, workers, progress))
     elif todo and executor in ("slurm", "submitit-local"):
         try:
             import submitit
@@ -142,6 +149,49 @@ def run_grid(jobs, workers: int = 1, executor: str = "local", slurm: dict | None
     for _, r in failed.iterrows():
         print(f"[sweep] FAILED {r['variant']} n={r['n_labeled']} seed={r['seed']}: {r['error']} (log: {r['log']})")
     return df
+
+
+def _run_pool(todo, workers, progress) -> list[dict]:
+    """Cells in `workers` processes. Ctrl-C or SIGTERM to this process stops the whole grid: the
+    cells not started are cancelled, the running ones get SIGTERM and write their checkpoints
+    (the next `results run` continues them), and no worker outlives the grid or starts another
+    cell — ProcessPoolExecutor alone would let its workers run the cells already queued."""
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    def term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = signal.signal(signal.SIGTERM, term)
+    t0 = time.time() - 1
+    ex = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),))
+    futs = [ex.submit(run_job, j) for j in todo]
+    try:
+        return list(_progress((f.result() for f in as_completed(futs)), len(todo), progress))
+    except (KeyboardInterrupt, BrokenProcessPool):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the checkpoints short
+        procs = list((ex._processes or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
+        said = [_stopped(j) for j in todo if (Path(j["out"]) / "log.txt").is_file()
+                and (Path(j["out"]) / "log.txt").stat().st_mtime >= t0 and not (Path(j["out"]) / "summary.json").is_file()]
+        raise KeyboardInterrupt("; ".join(said) or "the grid was stopped before a cell started") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _stopped(job) -> str:
+    """What became of a cell the grid's stop interrupted, read from its log (the worker's own
+    message may not reach a pool that is shutting down)."""
+    m = re.findall(r"at epoch (\d+), iteration (\d+)", (Path(job["out"]) / "log.txt").read_text())
+    if m and (Path(job["out"]) / "last.pt").is_file():
+        return (f"cell {job['key']} stopped at epoch {m[-1][0]}, iteration {m[-1][1]} with its checkpoint written; "
+                "the next `results run` continues it from there")
+    return f"cell {job['key']} stopped before its first checkpoint; the next `results run` trains it from the start"
 
 
 def _progress(it, total, on):

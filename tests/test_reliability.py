@@ -4,6 +4,7 @@ Every interruption happens at a place the test names (LION_KIT_FAULT, lion_kit/r
 `fault_point`), never after a timer: a test that races a running process fails by chance."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -292,6 +293,31 @@ def test_sigterm_stops_the_whole_grid_not_only_the_running_cell(tmp_path):
     kept = [json.loads(x) for x in (keep / "supervised" / "n100_s0" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in kept] == [1, 2, 3] and stopped_at >= 1
     assert (keep / "supervised" / "n100_s1" / "summary.json").is_file()
+
+
+def test_sigterm_to_a_parallel_grid_stops_its_workers_and_starts_no_other_cell(tmp_path):
+    """`results run --workers 2` stopped by SIGTERM (here sent by a worker to the grid at a named
+    iteration): the running cells write checkpoints, the queued ones never start — a bare
+    ProcessPoolExecutor would let its workers run them — and the next run continues."""
+    keep, runs = tmp_path / "keep", tmp_path / "runs"
+    args = [sys.executable, "-m", "lion_kit", "results", "run", "--preset", "smoke", "--set", "epochs=3",
+            "--set", "iters=30", "--variants", "supervised", "--budgets", "100", "--seeds", "0,1,2,3",
+            "--split-seeds", "", "--workers", "2", "--keep", str(keep), "--runs", str(runs)]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "LION_KIT_FAULT": "iter:2:10=TERM:parent"})
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 130, out
+    stopped = re.findall(r"cell supervised/(n100_s\d) stopped at epoch (\d), iteration \d+ with its checkpoint written", out)
+    assert stopped, out
+    for cell, epoch in stopped:
+        assert torch.load(runs / "supervised" / cell / "last.pt", map_location="cpu", weights_only=False)["epoch"] >= 1
+    assert not (runs / "supervised" / "n100_s2").exists() and not (runs / "supervised" / "n100_s3").exists(), out
+    assert not keep.exists()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "4 cells: 0 reused, 4 trained" in again.stdout, again.stdout + again.stderr
+    for cell, _ in stopped:  # continued from its checkpoint: epoch 1 was trained once
+        assert (runs / "supervised" / cell / "log.txt").read_text().count("epoch 1/3") == 1
+    assert sorted(c.name for c in (keep / "supervised").iterdir()) == ["n100_s0", "n100_s1", "n100_s2", "n100_s3"]
 
 
 def test_a_failed_write_names_the_file_removes_its_temporary_and_keeps_the_old_one(tmp_path, monkeypatch):
