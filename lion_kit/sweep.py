@@ -157,18 +157,23 @@ def _run_pool(todo, workers, progress) -> list[dict]:
     (the next `results run` continues them), and no worker outlives the grid or starts another
     cell — ProcessPoolExecutor alone would let its workers run the cells already queued."""
     import signal
-    from concurrent.futures.process import BrokenProcessPool
+    import threading
 
     def term(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the stop short
         raise KeyboardInterrupt(f"signal {signum}")
-    old = signal.signal(signal.SIGTERM, term)
+    main = threading.current_thread() is threading.main_thread()  # only there can signals be handled
+    old, old_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    if main:
+        signal.signal(signal.SIGTERM, term)
     t0 = time.time() - 1
     ex = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),))
     futs = [ex.submit(run_job, j) for j in todo]
     try:
         return list(_progress((f.result() for f in as_completed(futs)), len(todo), progress))
-    except (KeyboardInterrupt, BrokenProcessPool):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the checkpoints short
+    except BaseException as e:  # a signal, or a worker that died: stop every worker before going on
+        for sig in (signal.SIGTERM, signal.SIGINT) if main else ():  # a second signal must not cut checkpoints short
+            signal.signal(sig, signal.SIG_IGN)
         procs = list((ex._processes or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)
         for p in procs:
@@ -176,11 +181,15 @@ def _run_pool(todo, workers, progress) -> list[dict]:
                 p.terminate()
         for p in procs:
             p.join()
+        if not isinstance(e, KeyboardInterrupt):
+            raise
         said = [_stopped(j) for j in todo if (Path(j["out"]) / "log.txt").is_file()
                 and (Path(j["out"]) / "log.txt").stat().st_mtime >= t0 and not (Path(j["out"]) / "summary.json").is_file()]
         raise KeyboardInterrupt("; ".join(said) or "the grid was stopped before a cell started") from None
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if main:
+            signal.signal(signal.SIGTERM, old)
+            signal.signal(signal.SIGINT, old_int)
         ex.shutdown(wait=False, cancel_futures=True)
 
 
