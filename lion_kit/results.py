@@ -130,6 +130,37 @@ def _cells(g, variant: dict) -> dict:
             for c, name in COLUMNS.items()}
 
 
+class SeedDifference:
+    """A − B of one metric over the seeds both cells have. Cells with the same seed share their
+    labeled split and data order, so the difference removes what those contribute to both; its
+    spread is the sample std over seeds (none from one seed)."""
+
+    def __init__(self, values: pd.Series):
+        self.values = values
+        self.n = len(values)
+        self.mean = float(values.mean())
+        self.std = float(values.std(ddof=1)) if self.n > 1 else float("nan")
+        self.agree = int((np.sign(values) == np.sign(self.mean)).sum()) if self.mean else 0
+
+    @property
+    def within_spread(self) -> bool:
+        """No larger than its spread: said to be no difference (one seed has no spread to judge by)."""
+        return self.n > 1 and abs(self.mean) <= self.std
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f}" + ("" if self.n == 1 else f" ± {self.std:.3f}")
+
+
+def seed_difference(at: pd.Series, a: str, b: str):
+    """`SeedDifference` of variants `a` − `b` from `at` (indexed by variant and seed), or None
+    when either is absent or they share no seed."""
+    have = set(at.index.get_level_values(0))
+    if a == b or not {a, b} <= have:
+        return None
+    x = (at[a] - at[b]).dropna()
+    return SeedDifference(x) if len(x) else None
+
+
 def paired(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """Per budget, per-seed differences A - B of last-epoch `metric` for the pairs of PAIRS: cells
     with the same seed share their labeled split and data order, so a difference removes what the
@@ -142,22 +173,17 @@ def paired(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     for n in sorted(d["n_labeled"].unique()) if len(d) else []:
         at = d[d["n_labeled"] == n].set_index(["variant", "seed"])[metric]
         for a, b in PAIRS:
-            if a not in at.index.get_level_values(0) or b not in at.index.get_level_values(0):
+            x = seed_difference(at, a, b)
+            if x is None:
                 continue
-            diff = (at[a] - at[b]).dropna()
-            if diff.empty:
-                continue
-            mean, std = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
-            agree = int((np.sign(diff) == np.sign(mean)).sum()) if mean else 0
-            if len(diff) == 1:
+            if x.n == 1:
                 verdict = "one seed: no spread to judge by"
-            elif abs(mean) <= std:
+            elif x.within_spread:
                 verdict = "no larger than its spread"
             else:
-                verdict = f"{'+' if mean > 0 else '-'}, larger than its spread"
-            rows.append({"labels": int(n), "difference": f"{a} − {b}", "seeds": len(diff),
-                         "mean ± std": f"{mean:+.3f}" + ("" if len(diff) == 1 else f" ± {std:.3f}"),
-                         "seeds agreeing in sign": f"{agree}/{len(diff)}", "verdict": verdict})
+                verdict = f"{'+' if x.mean > 0 else '-'}, larger than its spread"
+            rows.append({"labels": int(n), "difference": f"{a} − {b}", "seeds": x.n, "mean ± std": str(x),
+                         "seeds agreeing in sign": f"{x.agree}/{x.n}", "verdict": verdict})
     return pd.DataFrame(rows, columns=["labels", "difference", "seeds", "mean ± std", "seeds agreeing in sign", "verdict"])
 
 
@@ -333,10 +359,7 @@ def budget_table(df: pd.DataFrame, n_labeled=None) -> pd.DataFrame:
         at = d[d["budget"] == b].set_index(["variant", "seed"])["acc"]
 
         def diff(ref):
-            if v == ref or ref not in at.index.get_level_values(0):
-                return "–"
-            x = (at[v] - at[ref]).dropna()
-            return "–" if x.empty else f"{x.mean():+.3f}" + ("" if len(x) == 1 else f" ± {x.std(ddof=1):.3f}")
+            return str(seed_difference(at, v, ref) or "–")
         semi = VARIANTS.get(v, {}).get("method") != "supervised"
         lion_ld = VARIANTS.get(v, {}).get("method") == "lion" and VARIANTS[v].get("disambiguation", True)
         rows.append({"budget": f"{b:g}×", "iterations": int(g["iterations"].iloc[0]), "variant": v, "runs": len(g),
@@ -360,17 +383,12 @@ def say_budget(df: pd.DataFrame, n_labeled=None) -> str:
     lines = []
     for b, g in d.groupby("budget"):
         at = g.set_index(["variant", "seed"])["acc"]
-        have = set(at.index.get_level_values(0))
         parts = []
         for a, ref in (("fixmatch", "supervised"), ("lion", "supervised"), ("lion", "fixmatch")):
-            if {a, ref} <= have:
-                x = (at[a] - at[ref]).dropna()
-                if len(x) == 1:
-                    parts.append(f"{a} − {ref} {x.iloc[0]:+.3f} (one seed)")
-                elif len(x) > 1:
-                    sd = x.std(ddof=1)
-                    parts.append(f"{a} − {ref} {x.mean():+.3f} ± {sd:.3f} over {len(x)} seeds"
-                                 + (" (no larger than its spread)" if abs(x.mean()) <= sd else ""))
+            x = seed_difference(at, a, ref)
+            if x is not None:
+                parts.append(f"{a} − {ref} {x} " + ("(one seed)" if x.n == 1 else f"over {x.n} seeds"
+                             + (" (no larger than its spread)" if x.within_spread else "")))
         lines.append(f"At {b:g}× ({int(g['iterations'].iloc[0])} iterations), {n_labeled} labels: "
                      + ("; ".join(parts) if parts else "no pair of supervised, fixmatch and lion kept yet") + ".")
     return "\n".join(lines)

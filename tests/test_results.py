@@ -37,6 +37,18 @@ def test_table_uses_the_sample_std_leaves_out_failures_and_adds_the_split_row():
     assert md.splitlines()[0].startswith("| variant | labels | runs | accuracy (last epoch)") and len(md.splitlines()) == 5
 
 
+def test_a_paired_difference_uses_shared_seeds_only_and_is_judged_against_its_spread():
+    at = pd.Series({("lion", 0): 0.50, ("lion", 1): 0.60, ("lion", 2): 0.55, ("fixmatch", 0): 0.40,
+                    ("fixmatch", 1): 0.70, ("supervised", 0): 0.45, ("supervised", 1): 0.52, ("supervised", 2): 0.50})
+    x = results.seed_difference(at, "lion", "fixmatch")  # seed 2 has no FixMatch cell: left out, not guessed
+    assert x.n == 2 and x.mean == pytest.approx(0.0) and x.within_spread and str(x) == "+0.000 ± 0.141"
+    y = results.seed_difference(at, "lion", "supervised")  # +0.05, +0.08, +0.05: all three agree in sign
+    assert (y.n, y.agree) == (3, 3) and y.mean == pytest.approx(0.06) and not y.within_spread
+    assert results.seed_difference(at, "lion", "lion-no-ld") is None and results.seed_difference(at, "lion", "lion") is None
+    one = results.seed_difference(at[at.index.get_level_values(1) == 0], "lion", "fixmatch")
+    assert str(one) == "+0.100" and not one.within_spread  # one seed has no spread to judge by
+
+
 def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_table(tmp_path):
     keep, runs = tmp_path / "results", tmp_path / "runs"
     where = ["--keep", str(keep), "--runs", str(runs), "--preset", "smoke", "--budgets", "100", "--split-seeds", ""]
