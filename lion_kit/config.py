@@ -44,6 +44,7 @@ RANGES = {
     **{f: _at_least(0, "an integer") for f in ("crop_padding", "workers", "threads", "unlabeled_pool", "split_seed",
                                                 "synth_seed", "seed", "negatives_per_visit")},
     "tau_max": _interval(0, 1),
+    "label_noise": _interval(0, 1, hi_open=True),
     "image_size": _at_least(16, "an integer"),
 }
 
@@ -68,6 +69,8 @@ class Config:
     """explicit per-class label counts in canonical order, e.g. 15,10,15,15,15,15,15 (overrides n_labeled)"""
     split_seed: int = 5
     """seed of the per-class labeled draw (the paper's is 5)"""
+    label_noise: float = 0.0
+    """share of training labels replaced by another class, drawn uniformly (seeded by split_seed; test labels untouched)"""
     image_size: int = 224
     """network input side; SynthFER is also rendered at this size"""
     stem: str = "imagenet"

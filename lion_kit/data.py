@@ -7,6 +7,7 @@ Every dataset loads into one canonical form, a torch ``Dataset`` whose items are
 """
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 from pathlib import Path
@@ -189,10 +190,33 @@ def synth_options(cfg) -> dict:
     return dict(size=get("synth_size"), image_size=get("image_size"), seed=get("synth_seed")) if get("dataset") == "synthfer" else {}
 
 
+def with_label_noise(ds: FaceDataset, rate: float, seed: int) -> FaceDataset:
+    """A copy of `ds` in which a share `rate` of the labels is replaced by another class, drawn
+    uniformly: the symmetric noise of the noisy-label literature, to ask whether label
+    disambiguation pays when more given labels are wrong. The labels are drawn before the labeled
+    split, as an annotator's would be, so the split's per-class counts are of the noisy labels.
+    Where the dataset knows no true class, its own labels become the true class, so relabels and
+    negative labels are still scored."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"label_noise={rate}; expected a share in [0, 1)")
+    rng = np.random.default_rng([seed, 13])
+    old = np.asarray(ds.targets)
+    flip = rng.random(len(old)) < rate
+    new = old.copy()
+    new[flip] = (old[flip] + rng.integers(1, len(ds.classes), int(flip.sum()))) % len(ds.classes)
+    noisy = copy.copy(ds)
+    noisy.targets = new.tolist()
+    noisy.true_targets = ds.true_targets if ds.true_targets is not None else old.tolist()
+    noisy.signature = f"{ds.signature},label_noise={rate},noise_seed={seed}"
+    return noisy
+
+
 def build_data(cfg):
     """(train dataset, test dataset, labeled indices, unlabeled indices) of a run's configuration."""
     opts = synth_options(cfg)
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root, **opts)
+    if cfg.label_noise:
+        train = with_label_noise(train, cfg.label_noise, cfg.split_seed)
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, **opts)
     if cfg.split_file:
         lab = read_split_file(cfg.split_file, train)

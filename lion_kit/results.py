@@ -24,13 +24,15 @@ from .runs import atomic_write_text
 ROOT = "results/synthfer-cpu"
 KEEP = ("config.json", "summary.json", "metrics.jsonl")
 IGNORED = {"out", "workers", "threads", "device"}  # do not change a run's numbers
-OK = ("done", "reused", "kept")  # row statuses with numbers (not failed or missing)
+OK = ("done", "reused", "kept")
+ADDED = {"label_noise": 0.0}  # options added after cells were kept: a config without one ran as this value  # row statuses with numbers (not failed or missing)
 README_BEGIN, README_END = "<!-- results-table: begin -->", "<!-- results-table: end -->"
 
 
 def same_config(have: dict, want: dict) -> bool:
-    """Whether a kept cell ran with the configuration `want` (both as plain dicts)."""
-    return all(have.get(k) == v for k, v in want.items() if k not in IGNORED)
+    """Whether a kept cell ran with the configuration `want` (both as plain dicts). An option the
+    kit gained later is absent from older cells' configs; ADDED says what they ran with."""
+    return all(have.get(k, ADDED.get(k)) == v for k, v in want.items() if k not in IGNORED)
 
 
 def keep(run_dir, cell_dir) -> Path:

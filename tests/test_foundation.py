@@ -284,3 +284,33 @@ def test_rendered_faces_are_byte_identical_to_the_pinned_renderer():
                                    record=rec).tobytes())
         h.update(repr(sorted(rec.items())).encode())
     assert h.hexdigest() == "c9cdbd8b56dbfdf8316c17d6070fb69589a1b4fec0461c0e6d4aadf57e80c6f0"
+
+
+def test_label_noise_flips_a_seeded_share_of_train_labels_and_leaves_test_alone(tiny, folder_root):
+    from lion_kit.config import resolve
+    from lion_kit.data import build_data, with_label_noise
+    from lion_kit.results import same_config
+    noisy = with_label_noise(tiny, 0.3, seed=5)
+    old, new = np.asarray(tiny.targets), np.asarray(noisy.targets)
+    flipped = old != new
+    assert 0.2 < flipped.mean() < 0.4 and new.min() >= 0 and new.max() < 7  # every flip is to another class
+    assert np.array_equal(new, with_label_noise(tiny, 0.3, seed=5).targets)
+    assert not np.array_equal(new, with_label_noise(tiny, 0.3, seed=6).targets)
+    assert noisy.true_targets == tiny.true_targets and tiny.targets == old.tolist()  # the original is not touched
+    assert "label_noise=0.3" in noisy.signature
+    # a dataset with no true class: its own labels stand in, so relabels can still be scored
+    ds = load_dataset("folder", "train", root=folder_root)
+    assert ds.true_targets is None and with_label_noise(ds, 0.5, 0).true_targets == ds.targets
+    # through a run's configuration: the labeled split is drawn from the noisy labels, the test split is as loaded
+    cfg = resolve("smoke", None, {"label_noise": 0.4, "n_labeled": 100})
+    train, test, lab, _ = build_data(cfg)
+    clean_train, clean_test, _, _ = build_data(resolve("smoke", None, {"n_labeled": 100}))
+    assert test.targets == clean_test.targets
+    given = np.asarray(train.targets)[lab] == np.asarray(train.true_targets)[lab]
+    clean = np.asarray(clean_train.targets) == np.asarray(clean_train.true_targets)
+    assert given.mean() < clean.mean() - 0.2
+    with pytest.raises(ValueError, match="label_noise"):
+        resolve("smoke", None, {"label_noise": 1.0})
+    # cells kept before the option existed ran without noise, and still match a grid that asks for none
+    want = {"label_noise": 0.0, "seed": 0}
+    assert same_config({"seed": 0}, want) and not same_config({"seed": 0}, {**want, "label_noise": 0.3})
