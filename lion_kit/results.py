@@ -261,7 +261,8 @@ def rebuild(root=ROOT, out=None, preset="cpu", overrides=None) -> str:
 def runs_table(root) -> str:
     """A markdown table of every run folder under `root` (kept small files of any runs, a grid's
     cells included, named by their path under `root`): method, iterations, last- and best-epoch accuracy, and for semi-supervised
-    runs the peak confident-mask rate, the open candidate sets and relabels at the end, and the
+    runs the peak confident-mask rate, the open candidate sets and relabels at the end, how right
+    the labeled set's labels were as given and are at the end (disambiguation's net effect), and the
     negative bank's mean size and precision when λ_n reaches 0 (`analysis.mechanisms`)."""
     from .analysis import mechanisms
     rows = []
@@ -272,12 +273,16 @@ def runs_table(root) -> str:
         m = pd.read_json(run / "metrics.jsonl", lines=True)
         k = mechanisms(m)
         lion = cfg["method"] == "lion"
+        ld = lion and cfg.get("disambiguation", True)
+        last = m.iloc[-1]
+        right = (f"{last['label_acc_given']:.3f} → {last['label_acc_now']:.3f}"
+                 if ld and pd.notna(last.get("label_acc_given")) and pd.notna(last.get("label_acc_now")) else "–")
         rows.append({"run": run.relative_to(root).as_posix(), "method": cfg["method"], "labels": cfg["n_labeled"],
                      "px": cfg["image_size"], "iterations": cfg["epochs"] * cfg["iters"],
                      "last": f"{k['test_acc']:.3f}", "best": f"{k['best_acc']:.3f}",
                      "peak mask": f"{max(k['mask_rate']):.2f}" if cfg["method"] != "supervised" else "–",
-                     "open sets": str(k["open_sets"]) if lion and cfg.get("disambiguation", True) else "–",
-                     "relabels": str(k["relabels"]) if lion and cfg.get("disambiguation", True) else "–",
+                     "open sets": str(k["open_sets"]) if ld else "–",
+                     "relabels": str(k["relabels"]) if ld else "–", "labels right (given → end)": right,
                      "bank (precision)": f"{k['bank_mean']:.2f} ({k['bank_precision']:.3f})"
                      if lion and cfg.get("negative", True) and k["bank_precision"] is not None else "–"})
     return markdown(pd.DataFrame(rows))
