@@ -204,6 +204,28 @@ def missing_line(df: pd.DataFrame) -> str:
     return line
 
 
+def say_table(df: pd.DataFrame) -> str:
+    """The accuracy table in words: per label budget, the variants from best to worst last-epoch
+    accuracy (default split), and where a variant's best epoch reads more than two points above its
+    last — what the paper's protocol (the best epoch, chosen on the test split) would report."""
+    from .config import Config
+    d = df[df["status"].isin(OK) & (df["split_seed"] == Config.split_seed)] if len(df) else df
+    if not len(d):
+        return "No cells kept yet: `python -m lion_kit results run` trains them."
+    lines = []
+    for n, g in d.groupby("n_labeled"):
+        m = g.groupby("variant")[["acc", "best_acc"]].mean().sort_values("acc", ascending=False)
+        runs = g.groupby("variant").size()
+        ranked = ", ".join(f"{v} {r.acc:.3f}" for v, r in m.iterrows())
+        seeds = sorted(set(runs))
+        line = f"At {n} labels ({'/'.join(map(str, seeds))} seed(s) per variant), last epoch, best first: {ranked}."
+        flattered = [f"{v} {r.best_acc:.3f} (+{r.best_acc - r.acc:.3f})" for v, r in m.iterrows() if r.best_acc - r.acc > 0.02]
+        if flattered:
+            line += " Read at its best epoch instead: " + ", ".join(flattered) + "."
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def say(p: pd.DataFrame) -> str:
     """The paired differences in words, one sentence per row."""
     if p.empty:

@@ -35,6 +35,9 @@ def test_table_uses_the_sample_std_leaves_out_failures_and_adds_the_split_row():
     assert t.loc["lion, split seeds [5, 6]", "accuracy (last epoch)"] == "0.600 ± 0.141"
     md = results.markdown(t.reset_index())
     assert md.splitlines()[0].startswith("| variant | labels | runs | accuracy (last epoch)") and len(md.splitlines()) == 5
+    words = results.say_table(pd.DataFrame(rows))  # the other split's cell and the failed one are not in the ranking
+    assert words == ("At 400 labels (1/2 seed(s) per variant), last epoch, best first: lion 0.550, supervised 0.400. "
+                     "Read at its best epoch instead: lion 0.650 (+0.100), supervised 0.450 (+0.050).")
 
 
 def test_a_paired_difference_uses_shared_seeds_only_and_is_judged_against_its_spread():

@@ -357,7 +357,8 @@ table.to_csv(f"{out_dir}/results_table.csv", index=False)
 display(table)
 if len(done):
     fig = viz.plot_grid(done, "acc"); fig.savefig(f"{out_dir}/accuracy.png", dpi=120, bbox_inches="tight"); plt.show()
-    fig = viz.plot_grid(done, "mca"); fig.savefig(f"{out_dir}/mean_class_accuracy.png", dpi=120, bbox_inches="tight"); plt.show()"""),
+    fig = viz.plot_grid(done, "mca"); fig.savefig(f"{out_dir}/mean_class_accuracy.png", dpi=120, bbox_inches="tight"); plt.show()
+print(results.say_table(done))"""),
     md("## Paired differences: how to read them\n\nTwo cells with the same seed share their labeled split, their data "
        "order and their initial head, so `A − B` seed by seed removes what those contribute to both: a paired "
        "difference has a far smaller spread than the two accuracies' own. Read three things: the mean, its spread "
