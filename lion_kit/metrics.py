@@ -24,7 +24,9 @@ def state_report(st, lab_true, unl_true) -> dict:
     """Open candidate sets, relabels, negative-bank mean size and how many unlabeled faces hold
     0, 1, ..., K negative labels; with the true classes of the labeled and unlabeled faces (or
     None) also the negative labels' precision (chance: (K-1)/K), the labeled labels' accuracy as
-    given and as now relabelled, and the share of relabels that hit the true class."""
+    given and as now relabelled, the share of relabels that hit the true class, and how selective
+    disambiguation is: the share of open sets among faces given a wrong label and among faces
+    given the right one, and the mean candidate weight an open set puts on the true class."""
     rel = st.flush_events()
     row = {"open_sets": int(((st.weights > 0).sum(1) > 1).sum()), "relabels": len(rel),
            "neg_mean_size": float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0,
@@ -38,6 +40,12 @@ def state_report(st, lab_true, unl_true) -> dict:
     row["neg_chance"] = (k - 1) / k
     row["label_acc_given"] = float((st.given.cpu() == lab_true).float().mean())
     row["label_acc_now"] = float((st.labels.cpu() == lab_true).float().mean())
+    opened = ((st.weights > 0).sum(1) > 1).cpu()
+    mislabeled = st.given.cpu() != lab_true
+    row["open_wrong"] = float(opened[mislabeled].float().mean()) if mislabeled.any() else float("nan")
+    row["open_right"] = float(opened[~mislabeled].float().mean()) if (~mislabeled).any() else float("nan")
+    w_true = st.weights.cpu().gather(1, lab_true[:, None]).squeeze(1)
+    row["open_true_weight"] = float(w_true[opened].mean()) if opened.any() else float("nan")
     hits = [lab_true[i] == new for _, i, _, new in rel]
     row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
     return row

@@ -226,6 +226,11 @@ def test_a_smoke_runs_fingerprint_is_pinned(tmp_path):
     assert h["bank"].sum((1, 2)).tolist() == [0, 9, 63]
     assert ((h["weights"] > 0).sum(2) > 1).sum(1).tolist() == [0, 1, 3]
     assert h["labels"].sum(1).tolist() == [310, 310, 310]
+    for r in rows[1:]:  # open sets split by whether the given label was right: the two shares add up to the count
+        n = len(h["labels"][0])
+        n_wrong = round((1 - r["label_acc_given"]) * n)
+        assert r["open_wrong"] * n_wrong + r["open_right"] * (n - n_wrong) == pytest.approx(r["open_sets"])
+        assert 0 <= r["open_true_weight"] <= 1
 
 
 def test_probes_read_the_runs_own_model_and_add_up(lion_run, capsys):
