@@ -35,15 +35,28 @@ def relabel_epoch(run) -> int:
 
 
 def open_sets_per_epoch(run) -> pd.DataFrame:
-    """Per epoch: open candidate sets, relabelled samples and labeled-label accuracy."""
+    """Per epoch: open candidate sets, relabelled samples and labeled-label accuracy; where the
+    true class is known, how selective disambiguation is: the share of faces given a wrong label
+    whose set is open (`open_wrong`), the same among faces given the right one (`open_right`), and
+    the mean weight an open set puts on the true class (`open_true_weight`)."""
     w, lab = run.history["weights"].astype(np.float32), run.history["labels"]
-    df = pd.DataFrame({"epoch": np.arange(1, len(w) + 1), "open_sets": ((w > 0).sum(2) > 1).sum(1),
-                       "relabelled": (lab != run_given(run)).sum(1)})
+    given = run_given(run)
+    opened = (w > 0).sum(2) > 1
+    df = pd.DataFrame({"epoch": np.arange(1, len(w) + 1), "open_sets": opened.sum(1),
+                       "relabelled": (lab != given).sum(1)})
     if "ambiguous_rate" in run.metrics:
         df["ambiguous_rate"] = run.metrics["ambiguous_rate"].values[: len(df)]
     for k in ("label_acc_now", "label_acc_given", "relabel_precision"):
         if k in run.metrics:
             df[k] = run.metrics[k].values[: len(df)]
+    ds = run.dataset("train")
+    if ds.true_targets is not None:
+        true = np.asarray(ds.true_targets)[run.split["labeled"]]
+        wrong = given != true
+        df["open_wrong"] = opened[:, wrong].mean(1) if wrong.any() else np.nan
+        df["open_right"] = opened[:, ~wrong].mean(1) if (~wrong).any() else np.nan
+        on_true = w[:, np.arange(len(true)), true]
+        df["open_true_weight"] = [on_true[e, opened[e]].mean() if opened[e].any() else np.nan for e in range(len(w))]
     return df
 
 

@@ -239,12 +239,16 @@ class Run:
     _datasets: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def dataset(self, split: str = "train"):
-        """The run's dataset (same options), e.g. to show the faces behind its samples. Loaded
-        once per split: galleries and widget redraws reuse it."""
+        """The run's dataset (same options, and on the train split the labels the run was given,
+        injected noise included), e.g. to show the faces behind its samples. Loaded once per
+        split: galleries and widget redraws reuse it."""
         if split not in self._datasets:
-            from .data import load_dataset, synth_options
+            from .data import load_dataset, synth_options, with_label_noise
             c = self.config
-            self._datasets[split] = load_dataset(c["dataset"], split, root=c["data_root"], **synth_options(c))
+            ds = load_dataset(c["dataset"], split, root=c["data_root"], **synth_options(c))
+            if split == "train" and c.get("label_noise"):
+                ds = with_label_noise(ds, c["label_noise"], c["split_seed"])
+            self._datasets[split] = ds
         return self._datasets[split]
 
 

@@ -286,7 +286,7 @@ def test_rendered_faces_are_byte_identical_to_the_pinned_renderer():
     assert h.hexdigest() == "c9cdbd8b56dbfdf8316c17d6070fb69589a1b4fec0461c0e6d4aadf57e80c6f0"
 
 
-def test_label_noise_flips_a_seeded_share_of_train_labels_and_leaves_test_alone(tiny, folder_root):
+def test_label_noise_flips_a_seeded_share_of_train_labels_and_leaves_test_alone(tiny, folder_root, tmp_path):
     from lion_kit.config import resolve
     from lion_kit.data import build_data, with_label_noise
     from lion_kit.results import same_config
@@ -309,6 +309,12 @@ def test_label_noise_flips_a_seeded_share_of_train_labels_and_leaves_test_alone(
     given = np.asarray(train.targets)[lab] == np.asarray(train.true_targets)[lab]
     clean = np.asarray(clean_train.targets) == np.asarray(clean_train.true_targets)
     assert given.mean() < clean.mean() - 0.2
+    # a run read back shows the labels it was given, not the clean ones
+    import dataclasses
+    import json
+    from lion_kit import load_run
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    assert load_run(tmp_path).dataset("train").targets == train.targets
     with pytest.raises(ValueError, match="label_noise"):
         resolve("smoke", None, {"label_noise": 1.0})
     # cells kept before the option existed ran without noise, and still match a grid that asks for none

@@ -231,6 +231,10 @@ def test_a_smoke_runs_fingerprint_is_pinned(tmp_path):
         n_wrong = round((1 - r["label_acc_given"]) * n)
         assert r["open_wrong"] * n_wrong + r["open_right"] * (n - n_wrong) == pytest.approx(r["open_sets"])
         assert 0 <= r["open_true_weight"] <= 1
+    from lion_kit import analysis  # the same shares read back from the run's history
+    t = analysis.open_sets_per_epoch(load_run(tmp_path))
+    assert t["open_wrong"].tolist()[1:] == pytest.approx([r["open_wrong"] for r in rows[1:]])
+    assert t["open_right"].tolist()[1:] == pytest.approx([r["open_right"] for r in rows[1:]])
 
 
 def test_probes_read_the_runs_own_model_and_add_up(lion_run, capsys):
