@@ -247,7 +247,13 @@ write("02_candidate_evolution.ipynb", [
     code(QUICK_PARAMS.format(n="02"), tags=["parameters"]),
     code(SETUP + "\n" + QUICK_CHECK + "\n" + RUN_OR_TRAIN),
     md("## Ambiguous samples per epoch\n\nOrange: labeled faces whose candidate set is open at the end of the epoch. "
-       "Black: faces whose training label differs from the given one. Nothing happens before E_r (dotted)."),
+       "Black: faces whose training label differs from the given one. Nothing happens before E_r (dotted).\n\n"
+       "Where the true class is known (SynthFER), the table also says how *selective* disambiguation is: "
+       "`open_wrong` is the share of faces given a wrong label whose set is open, `open_right` the same among "
+       "faces given the right label, and `open_true_weight` the mean weight an open set puts on the true class. "
+       "Disambiguation helps when `open_wrong` is far above `open_right` (it finds the wrong labels and leaves the "
+       "right ones in the labeled loss) and `open_true_weight` climbs towards 1 (the prototypes pull the weights to "
+       "the true class); an open set on a right label only takes a good label out of training."),
     code("""table = analysis.open_sets_per_epoch(run)
 display(table)
 viz.plot_open_sets(run); plt.show()"""),
