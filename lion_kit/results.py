@@ -24,8 +24,8 @@ from .runs import atomic_write_text
 ROOT = "results/synthfer-cpu"
 KEEP = ("config.json", "summary.json", "metrics.jsonl")
 IGNORED = {"out", "workers", "threads", "device"}  # do not change a run's numbers
-OK = ("done", "reused", "kept")
-ADDED = {"label_noise": 0.0}  # options added after cells were kept: a config without one ran as this value  # row statuses with numbers (not failed or missing)
+OK = ("done", "reused", "kept")  # row statuses with numbers (not failed or missing)
+ADDED = {"label_noise": 0.0}  # options added after cells were kept: a config without one ran as this value
 README_BEGIN, README_END = "<!-- results-table: begin -->", "<!-- results-table: end -->"
 
 
