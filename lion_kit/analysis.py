@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .labels import CLASSES
+from .metrics import selectivity
 
 
 def class_table(dataset) -> pd.DataFrame:
@@ -52,11 +53,8 @@ def open_sets_per_epoch(run) -> pd.DataFrame:
     ds = run.dataset("train")
     if ds.true_targets is not None:
         true = np.asarray(ds.true_targets)[run.split["labeled"]]
-        wrong = given != true
-        df["open_wrong"] = opened[:, wrong].mean(1) if wrong.any() else np.nan
-        df["open_right"] = opened[:, ~wrong].mean(1) if (~wrong).any() else np.nan
-        on_true = w[:, np.arange(len(true)), true]
-        df["open_true_weight"] = [on_true[e, opened[e]].mean() if opened[e].any() else np.nan for e in range(len(w))]
+        sel = pd.DataFrame([selectivity(w[e], given, true) for e in range(len(w))])
+        df[sel.columns] = sel.values
     return df
 
 

@@ -40,15 +40,26 @@ def state_report(st, lab_true, unl_true) -> dict:
     row["neg_chance"] = (k - 1) / k
     row["label_acc_given"] = float((st.given.cpu() == lab_true).float().mean())
     row["label_acc_now"] = float((st.labels.cpu() == lab_true).float().mean())
-    opened = ((st.weights > 0).sum(1) > 1).cpu()
-    mislabeled = st.given.cpu() != lab_true
-    row["open_wrong"] = float(opened[mislabeled].float().mean()) if mislabeled.any() else float("nan")
-    row["open_right"] = float(opened[~mislabeled].float().mean()) if (~mislabeled).any() else float("nan")
-    w_true = st.weights.cpu().gather(1, lab_true[:, None]).squeeze(1)
-    row["open_true_weight"] = float(w_true[opened].mean()) if opened.any() else float("nan")
+    row.update(selectivity(st.weights.cpu().numpy(), st.given.cpu().numpy(), np.asarray(lab_true)))
     hits = [lab_true[i] == new for _, i, _, new in rel]
     row["relabel_precision"] = float(np.mean(hits)) if hits else float("nan")
     return row
+
+
+def selectivity(weights, given, true) -> dict:
+    """How selective disambiguation is, from one epoch's candidate weights (n × K), the labels the
+    faces were given and their true classes: the share of open sets (more than one candidate)
+    among faces given a wrong label (`open_wrong`) and among faces given the right one
+    (`open_right`), and the mean weight an open set puts on the true class (`open_true_weight`).
+    NaN where a group is empty. The training loop writes it per epoch to metrics.jsonl and
+    `analysis.open_sets_per_epoch` recomputes it from a run's history, so both go through here."""
+    weights, given, true = np.asarray(weights, np.float32), np.asarray(given), np.asarray(true)
+    opened = (weights > 0).sum(1) > 1
+    wrong = given != true
+    on_true = weights[np.arange(len(true)), true]
+    share = lambda m: float(opened[m].mean()) if m.any() else float("nan")
+    return {"open_wrong": share(wrong), "open_right": share(~wrong),
+            "open_true_weight": float(on_true[opened].mean()) if opened.any() else float("nan")}
 
 
 def epoch_row(t, avg: list, epoch: int, pred) -> dict:

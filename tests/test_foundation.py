@@ -320,3 +320,15 @@ def test_label_noise_flips_a_seeded_share_of_train_labels_and_leaves_test_alone(
     # cells kept before the option existed ran without noise, and still match a grid that asks for none
     want = {"label_noise": 0.0, "seed": 0}
     assert same_config({"seed": 0}, want) and not same_config({"seed": 0}, {**want, "label_noise": 0.3})
+
+
+def test_selectivity_splits_open_sets_by_whether_the_given_label_was_right():
+    from lion_kit.metrics import selectivity
+    w = np.array([[1, 0, 0],        # given 0, true 0: closed
+                  [.6, .4, 0],      # given 0, true 1 (wrong): open, 0.4 on the true class
+                  [0, .5, .5],      # given 1, true 1: open on a right label, 0.5 on the true class
+                  [0, 0, 1]])       # given 2, true 0 (wrong): closed
+    s = selectivity(w, given=[0, 0, 1, 2], true=[0, 1, 1, 0])
+    assert s == pytest.approx({"open_wrong": 0.5, "open_right": 0.5, "open_true_weight": 0.45})
+    s = selectivity(w[:1], given=[0], true=[0])  # no wrong label, no open set: NaN, not 0
+    assert np.isnan(s["open_wrong"]) and s["open_right"] == 0 and np.isnan(s["open_true_weight"])
