@@ -127,7 +127,9 @@ def _cells(g, variant: dict) -> dict:
     """Formatted columns; a mechanism the variant does not run shows "–", not a zero."""
     lion = variant.get("method") == "lion"
     off = set() if lion and variant.get("disambiguation", True) else {"relabels", "relabel_precision"}
-    off |= set() if lion and variant.get("negative", True) else {"neg_precision", "neg_mean_size"}
+    # without progression negatives are drawn afresh each step: there is no bank to measure
+    bank = lion and variant.get("negative", True) and variant.get("progressive", True)
+    off |= set() if bank else {"neg_precision", "neg_mean_size"}
     return {name: (_fmt(g[c], 1 if c in ("relabels", "neg_mean_size") else 3) if c in g and c not in off else "–")
             for c, name in COLUMNS.items()}
 

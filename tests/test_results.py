@@ -52,6 +52,17 @@ def test_a_paired_difference_uses_shared_seeds_only_and_is_judged_against_its_sp
     assert str(one) == "+0.100" and not one.within_spread  # one seed has no spread to judge by
 
 
+def test_a_mechanism_the_variant_does_not_run_shows_a_dash_not_a_zero():
+    cells = [dict(variant=v, n_labeled=400, seed=0, split_seed=5, status="kept", acc=0.5, mca=0.5, best_acc=0.5,
+                  relabels=0, relabel_precision=float("nan"), neg_precision=float("nan"), neg_mean_size=0.0)
+             for v in ("lion", "lion-no-ld", "lion-no-nl", "lion-nl-no-progression")]
+    t = results.table(pd.DataFrame(cells)).set_index("variant")
+    assert t.loc["lion", "neg. set size"] == "0.0" and t.loc["lion", "relabels"] == "0.0"
+    assert t.loc["lion-no-ld", "relabels"] == "–" and t.loc["lion-no-ld", "neg. set size"] == "0.0"
+    for v in ("lion-no-nl", "lion-nl-no-progression"):  # no bank: its size is not zero, it is not there
+        assert t.loc[v, "neg. set size"] == "–" and t.loc[v, "neg. precision"] == "–"
+
+
 def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_table(tmp_path):
     keep, runs = tmp_path / "results", tmp_path / "runs"
     where = ["--keep", str(keep), "--runs", str(runs), "--preset", "smoke", "--budgets", "100", "--split-seeds", ""]
