@@ -34,6 +34,7 @@ results: $(STAMP)
 	$(PY) -m lion_kit results budget >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-2x --set iters=300 $(CURVE_CELLS) >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-4x --set iters=600 $(CURVE_CELLS) >/dev/null
+	$(PY) -m lion_kit results table --keep results/synthfer-cpu-8x --set iters=1200 $(CURVE_CELLS) >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-noise30 --set label_noise=0.3 $(CURVE_CELLS) >/dev/null
 	$(PY) -c "from lion_kit.results import refresh_runs_blocks; refresh_runs_blocks('docs/experiments.md')"
 
