@@ -114,7 +114,7 @@ def train_parser() -> argparse.ArgumentParser:
     from . import config as C
     ap = argparse.ArgumentParser(prog="python -m lion_kit train", description=TRAIN_DOC,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu or smoke")
+    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu, cpu-long (cpu at 4x the iterations) or smoke")
     ap.add_argument("--config", default=None, help="JSON file of config keys (below the command line)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     ap.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

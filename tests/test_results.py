@@ -188,3 +188,22 @@ def test_committed_budget_curve_is_what_the_results_budget_command_prints():
     committed grids (results/synthfer-cpu and its -2x/-4x/-8x siblings)."""
     text = results.budget_text(results.load_budgets([ROOT / r for r in results.CURVE]))
     assert (ROOT / "results" / "budget-curve" / "table.md").read_text().strip() == text
+
+
+def test_cpu_long_is_the_cpu_preset_at_four_times_the_iterations_and_owns_the_4x_cells():
+    """`--preset cpu-long` trains exactly what the 4x grid's cells were trained with, so
+    `results status --preset cpu-long --keep results/synthfer-cpu-4x` reuses them (none stale) and
+    the preset's claim (FixMatch above supervised at every seed) is read from those cells."""
+    from dataclasses import asdict
+
+    from lion_kit.config import resolve
+    assert asdict(resolve("cpu-long")) == asdict(resolve("cpu", overrides={"iters": 600}))
+    df = results.load(ROOT / "results" / "synthfer-cpu-4x", preset="cpu-long")
+    assert len(df) and (df["status"] == "kept").all()
+    acc = df.set_index(["variant", "seed"])["acc"]
+    gain = acc["fixmatch"] - acc["supervised"]
+    assert len(gain.dropna()) == 3 and (gain > 0).all()
+    r = _cli("status", "--preset", "cpu-long", "--keep", str(ROOT / "results" / "synthfer-cpu-4x"),
+             "--variants", "supervised,fixmatch", "--budgets", "400", "--split-seeds", "", cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "6 cells: 6 reused, 0 trained, 0 failed, 0 missing" in r.stdout, r.stdout
