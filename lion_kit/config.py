@@ -237,9 +237,10 @@ PRESETS = {
                   crop_padding=1, epochs=2, iters=6, batch_size=8, unlabeled_batch_size=8, workers=0,
                   ema=0.9, eval_batch_size=200),
 }
-# `cpu` with 4x the iterations (50-80 minutes a FixMatch or LION run on one core): the shortest budget measured
-# at which semi-supervision pays on SynthFER over three seeds (FixMatch over supervised; faithful
-# LION does not: docs/experiments.md, section 4). Its cells are `results/synthfer-cpu-4x`.
+# `cpu` with 4x the iterations (50-80 minutes a FixMatch or LION run on one core): the shortest
+# budget measured at which semi-supervision pays on SynthFER over three seeds (FixMatch over
+# supervised; faithful LION does not: docs/experiments.md, section 4). Its cells are
+# `results/synthfer-cpu-4x`.
 PRESETS["cpu-long"] = {**PRESETS["cpu"], "iters": 600}
 
 
