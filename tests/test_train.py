@@ -215,7 +215,7 @@ def test_bench_confidence_reads_a_run(lion_run):
 
 
 # PyTorch picks its CPU kernels by instruction set: AVX-512 and AVX2 kernels round differently, and
-# a few training steps carry that into the third decimal and into which sets open. The pinned run is
+# a few training steps carry that into the third decimal of the loss and the test accuracy. The pinned run is
 # made with the AVX2 kernels on any x86 machine that has them (the variables must be set before
 # torch is imported, so the run is a child process).
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
