@@ -114,7 +114,7 @@ def train_parser() -> argparse.ArgumentParser:
     from . import config as C
     ap = argparse.ArgumentParser(prog="python -m lion_kit train", description=TRAIN_DOC,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu, cpu-long (cpu at 4x the iterations) or smoke")
+    ap.add_argument("--preset", default=None, choices=sorted(C.PRESETS), help="paper, cpu, cpu-long (cpu at 4x the iterations), paper-visits (the paper's visits per face on SynthFER) or smoke")
     ap.add_argument("--config", default=None, help="JSON file of config keys (below the command line)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     ap.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -179,6 +179,7 @@ def _experiment_commands(sub):
     p.add_argument("--methods", default="supervised,fixmatch,lion")
     p.add_argument("--preset", default="cpu", help="speed: the preset whose shapes are measured")
     p.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds (best of)")
+    p.add_argument("--formats", default="fp32", help="speed: number formats, some of fp32, channels-last, bf16, bf16-channels-last")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="speed: a config override, e.g. --set dataset=synthfer --set n_labeled=100")
     p.set_defaults(fn=cmd_bench)

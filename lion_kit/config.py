@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 METHODS = ("supervised", "fixmatch", "lion")
-QUIRKS = ("bank_all_classes", "proto_softmax_all", "open_only_in_relabel_epoch", "bgr")
+RULES = ("intended", "script")  # lion_rules: the method as described (spec section 2) or as released (section 3)
 
 
 def _interval(lo, hi, lo_open=False, hi_open=False):
@@ -139,12 +139,16 @@ class Config:
     """per-schedule-epoch decrease of lambda_n"""
     sn_ratio: float = 6.5
     """lambda_sn = lambda_n / sn_ratio"""
-    quirks: str = ""
-    """comma list of the released script's behaviours to reproduce: bank_all_classes, proto_softmax_all, open_only_in_relabel_epoch, bgr"""
+    lion_rules: str = "intended"
+    """lion's rules: intended (the method as described) or script (the authors' released main.py, differences 1-8 of docs/lion.md)"""
+    bgr: bool = False
+    """feed images as the released script does: BGR pixels normalised with RGB ImageNet statistics"""
     schedule_epochs: int = 30
     """the paper epochs that tau_e, lambda_n and E_r are written in; the run's epochs map onto them"""
     short_run: bool = False
     """map per-visit and per-step quantities (momenta, EMA, weight decay, negative labels per visit, head rate) so a short run keeps the paper's per-sample dynamics"""
+    map_per_visit: bool = True
+    """short_run: also map what acts per visit (candidate-weight and prototype momenta, negatives per visit); False maps only per-step quantities (EMA, decay, head rate), for runs that visit each face as often as the paper"""
     map_decay: bool = True
     """short_run: raise the per-step decay factor to the step ratio so the run's total shrink matches the paper's (False: the paper's per-step decay)"""
     negatives_per_visit: int = 0
@@ -156,9 +160,9 @@ class Config:
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda"""
     bf16: bool = False
-    """bf16 autocast (GPU only)"""
+    """bf16 autocast: on CUDA, or on a CPU with native bf16 (AVX512-BF16 or AMX); refused on other CPUs"""
     channels_last: bool = False
-    """channels-last memory format (GPU)"""
+    """channels-last memory format (CUDA or CPU)"""
     workers: int = 4
     """data-loader worker processes (0: load in the main process)"""
     threads: int = 0
@@ -179,9 +183,13 @@ class Config:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r}; expected one of {METHODS}")
-        bad = [q for q in self.quirk_list if q not in QUIRKS]
-        if bad:
-            raise ValueError(f"quirks {bad} unknown; expected some of {QUIRKS}")
+        if self.lion_rules not in RULES:
+            raise ValueError(f"lion_rules={self.lion_rules!r}; expected one of {RULES}")
+        if self.lion_rules == "script" and self.method != "lion":
+            raise ValueError(f"lion_rules='script' is a rule set of method lion; method={self.method!r} trains with the kit's rules")
+        if self.lion_rules == "script" and (self.reclose or not self.progressive):
+            raise ValueError("reclose=True and progressive=False are variants of the intended rules; "
+                             "lion_rules='script' has neither (its negatives share one bank row)")
         for f, (lo, hi, text) in RANGES.items():
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo(v) and hi(v)):
@@ -196,9 +204,10 @@ class Config:
         if self.n_labeled == 0 or self.n_labeled < -1:
             raise ValueError(f"n_labeled={self.n_labeled}; expected a budget of splits/paper_counts.csv or -1 (all labels)")
 
-    @property
-    def quirk_list(self) -> list[str]:
-        return [q.strip() for q in self.quirks.split(",") if q.strip()]
+    @classmethod
+    def from_run(cls, d: dict) -> "Config":
+        """The configuration a run's config.json (or checkpoint) recorded, read back."""
+        return cls(**upgrade({k: v for k, v in d.items() if k != "derived"}, "a run's config"))
 
     def schedule_epoch(self, epoch: int) -> float:
         """Run epoch (1-based) -> schedule epoch: the mean paper epoch of the block the run epoch
@@ -242,6 +251,14 @@ PRESETS = {
 # supervised; faithful LION does not: docs/experiments.md, section 4). Its cells are
 # `results/synthfer-cpu-4x`.
 PRESETS["cpu-long"] = {**PRESETS["cpu"], "iters": 600}
+# The paper's visits per face on SynthFER (docs/lion.md, "A run shaped like the paper's"): the
+# label budget and the unlabeled pool shrink instead of the iterations. 100 labels at 30 x 200
+# iterations visit each labeled face 288 times before E_r and 960 in all, each of 3,000
+# unlabeled faces 32 times: the paper's counts (RAF-DB, 400 labels, 30 x 800). E_r, tau_e and
+# lambda_n sit at the paper's epochs; only per-step quantities (EMA, decay, head rate) are
+# mapped, by the step ratio 4.
+PRESETS["paper-visits"] = {**PRESETS["cpu"], "n_labeled": 100, "unlabeled_pool": 3000, "epochs": 30, "iters": 200,
+                           "map_per_visit": False}
 
 
 def field_docs() -> dict[str, str]:
@@ -253,6 +270,22 @@ def field_docs() -> dict[str, str]:
         if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
             docs[a.target.id] = b.value.value
     return docs
+
+
+def upgrade(d: dict, where: str) -> dict:
+    """A configuration written before `quirks` became `lion_rules` and `bgr`: an empty `quirks`
+    is dropped, `bgr` becomes its own switch; the partial script quirks have no equivalent."""
+    if "quirks" not in d:
+        return d
+    d = dict(d)
+    q = [x.strip() for x in d.pop("quirks").split(",") if x.strip()]
+    if "bgr" in q:
+        d["bgr"] = True
+    rest = [x for x in q if x != "bgr"]
+    if rest:
+        raise ValueError(f"{where}: quirks {rest} are no longer offered one by one; the released script's rules are "
+                         "lion_rules='script' (all of them, docs/lion.md), bgr is its own switch")
+    return d
 
 
 def check_keys(d: dict, where: str):
@@ -278,9 +311,11 @@ def resolve(preset: str | None = None, file: str | None = None, overrides: dict 
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {p} is not valid JSON: {e}") from e
         fd.pop("derived", None)  # a run's config.json: what it derived is recomputed, never read back
+        fd = upgrade(fd, str(p))
         check_keys(fd, str(p))
         d.update(fd)
     if overrides:
+        overrides = upgrade(overrides, "overrides")
         check_keys(overrides, "overrides")
         d.update(overrides)
     if preset == "paper" and d.get("pretrained") is None:

@@ -255,10 +255,11 @@ def eval_transform(size: int):
     return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True), *_finish()])
 
 
-def weak_transform(size: int, padding: int):
-    """Resize, random crop with `padding` applied half the time, horizontal flip."""
+def weak_transform(size: int, padding: int, padding_mode: str = "reflect"):
+    """Resize, random crop with `padding` applied half the time, horizontal flip. The kit pads
+    by reflection; the released script pads its labeled crops with zeros ("constant")."""
     return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True),
-                      T.RandomApply([T.RandomCrop(size, padding=padding, padding_mode="reflect")], p=0.5),
+                      T.RandomApply([T.RandomCrop(size, padding=padding, padding_mode=padding_mode)], p=0.5),
                       T.RandomHorizontalFlip(), *_finish()])
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import types
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 
@@ -35,6 +37,22 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and dist.is_initialized():
         name = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16). Elsewhere PyTorch
+    emulates bf16 on the CPU, slower than fp32, so the trainer refuses --bf16 there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_bf16(device: torch.device):
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        raise RuntimeError("bf16=True on a CPU without native bf16 (no avx512_bf16 or amx_bf16 in /proc/cpuinfo): "
+                           "PyTorch would emulate it, slower than fp32; train in fp32 (--no-bf16)")
 
 
 class Group:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import upgrade
 from .data import bgr_quirk, eval_transform, load_dataset, synth_options, weak_transform
 from .faces import IMAGE_EXTENSIONS, read_image
 from .labels import class_names
@@ -47,7 +48,7 @@ def load_model(run_dir, checkpoint: str = "last", weights: str = "ema") -> tuple
                 f"only its small files). Train it again with `python -m lion_kit train --config {cfg_file} "
                 f"--out DIR`, or run the grid with `results run --keep-checkpoints`")
         raise FileNotFoundError(f"{ck_file} not found (the run has not finished an epoch)")
-    cfg = json.loads(cfg_file.read_text())
+    cfg = upgrade(json.loads(cfg_file.read_text()), str(cfg_file))
     try:
         ck = torch.load(ck_file, map_location="cpu", weights_only=False)
         sd = ck[weights]
@@ -63,7 +64,7 @@ def _probs(net, cfg, images, batch=256) -> np.ndarray:
     out = []
     for i in range(0, len(images), batch):
         x = torch.stack(images[i:i + batch])
-        if "bgr" in cfg.get("quirks", ""):
+        if cfg.get("bgr"):
             x = bgr_quirk(x)
         out.append(net(x)[0].softmax(1))
     return torch.cat(out).numpy() if out else np.zeros((0, net.fc.out_features))

@@ -86,24 +86,15 @@ class LionParams:
     """never relabel to or from neutral"""
     neutral: int = NEUTRAL
     """index of neutral"""
-    quirk_proto_softmax_all: bool = False
-    """the script: prototype softmax over all classes, logit 0 outside the support before the update"""
-    quirk_open_only_in_relabel_epoch: bool = False
-    """the script's candidate-set handling (docs/lion.md, quirk 4)"""
-    in_relabel_epoch: bool = False
-    """this epoch is E_r"""
     reclose: bool = Config.reclose
     """an open set no longer ambiguous closes back to its label (not in the paper)"""
 
     @classmethod
-    def from_config(cls, cfg, epoch: int, weight_momentum: float, neutral: int = NEUTRAL) -> "LionParams":
-        """The epoch's constants; `weight_momentum` is the run's (mapping.RunMapping)."""
-        q = cfg.quirk_list
+    def from_config(cls, cfg, weight_momentum: float, neutral: int = NEUTRAL) -> "LionParams":
+        """The run's constants; `weight_momentum` is the run's (mapping.RunMapping)."""
         return cls(delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp, weight_momentum=weight_momentum,
                    collapse_at=cfg.collapse_at, relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral,
-                   neutral=neutral, quirk_proto_softmax_all="proto_softmax_all" in q,
-                   quirk_open_only_in_relabel_epoch="open_only_in_relabel_epoch" in q,
-                   in_relabel_epoch=epoch == cfg.relabel_run_epoch, reclose=cfg.reclose)
+                   neutral=neutral, reclose=cfg.reclose)
 
 
 class LionState:
@@ -116,11 +107,12 @@ class LionState:
     protos   (K, D)      class prototypes; count (K,) for running means
     """
 
-    def __init__(self, labels, n_unlabeled: int, num_classes: int = 7, dim: int = 512, device="cpu"):
+    def __init__(self, labels, n_unlabeled: int, num_classes: int = 7, dim: int = 512, device="cpu",
+                 weights_dtype=torch.float32):
         labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         self.K = num_classes
         self.labels, self.given = labels.clone(), labels.clone()
-        self.weights = F.one_hot(labels, num_classes).float()
+        self.weights = F.one_hot(labels, num_classes).to(weights_dtype)  # float64 under the script's rules
         self.bank = torch.zeros(n_unlabeled, num_classes, dtype=torch.bool, device=device)
         self.protos = torch.zeros(num_classes, dim, device=device)
         self.count = torch.zeros(num_classes, device=device)
@@ -190,28 +182,15 @@ class LionState:
         opened = opened / opened.sum(1, keepdim=True).clamp_min(1e-12)
         # an open set takes in y_hat; w_c <- m w_c + (1-m) q_c for c in {y, y_hat}
         cand = (w > 0) | oh_p
-        if cfg.quirk_proto_softmax_all:  # all K classes; logit 0 outside the support *before* y_hat joins it
-            qlog = torch.where(w > 0, feats.detach().float() @ self.protos.t() / cfg.proto_temp, torch.zeros_like(w))
-        else:
-            qlog = (feats.detach().float() @ self.protos.t() / cfg.proto_temp).masked_fill(~cand, float("-inf"))
-        q = qlog.softmax(1)
+        q = (feats.detach().float() @ self.protos.t() / cfg.proto_temp).masked_fill(~cand, float("-inf")).softmax(1)
         sel = oh_y | oh_p
         moved = torch.where(sel, cfg.weight_momentum * w + (1 - cfg.weight_momentum) * q, w)
         moved = moved / moved.sum(1, keepdim=True)
         may_open = amb & closed
-        stale = torch.zeros_like(amb)
-        if cfg.quirk_open_only_in_relabel_epoch:
-            if cfg.in_relabel_epoch:  # the script re-sets every ambiguous set from the probabilities,
-                may_open = amb        # and renormalises another row: the opened weights stay raw
-                opened = probs * (oh_y | oh_p)
-            else:                     # later-found ambiguous samples stay one-hot ...
-                may_open = torch.zeros_like(amb)
-                # ... and a set that collapsed onto another class still relabels on a later visit
-                stale = amb & closed & (w.argmax(1) != y)
         new = torch.where(may_open[:, None], opened, torch.where((amb & ~closed)[:, None], moved, w))
         top, arg = new.max(1)
-        collapse = (may_open | (amb & ~closed)) & (top > cfg.collapse_at)
-        relabel = (collapse | stale) & (arg != y) & (top >= cfg.relabel_at)
+        collapse = amb & (top > cfg.collapse_at)
+        relabel = collapse & (arg != y) & (top >= cfg.relabel_at)
         if cfg.protect_neutral:
             relabel &= (arg != cfg.neutral) & (y != cfg.neutral)
         new = torch.where(collapse[:, None], F.one_hot(arg, K).float(), new)
@@ -223,6 +202,18 @@ class LionState:
         self._events.append((it, idx, y, new_y, relabel))
         onehot = (new > 0).sum(1) == 1
         return {"ambiguous": amb, "closed": onehot, "labels": new_y, "weights": new, "pred": pred}
+
+    def disambiguate_as_script(self, idx, probs, feats, it: int, params, in_relabel_epoch: bool) -> dict:
+        """One visit under the released script's rules (script_rules.disambiguate): the masks for
+        the losses. L_x keeps the rows with one entry equal to 1, on the labels read before the
+        visit (the script's targets were loaded before it relabels)."""
+        from . import script_rules
+        y = self.labels[idx].clone()
+        amb, relabel = script_rules.disambiguate(self.weights, self.labels, idx, probs, feats, self.protos,
+                                                 in_relabel_epoch, params)
+        self._events.append((it, idx, y, self.labels[idx].clone(), relabel))
+        w = self.weights[idx]
+        return {"ambiguous": amb, "closed": script_rules.in_labeled_loss(w), "labels": y, "weights": w}
 
     # ---- complementary labels
     def grow_bank(self, idx, probs, low, delta_neg: float, max_size: int, per_visit: int = 1) -> torch.Tensor:

@@ -35,6 +35,20 @@ def unlabeled_visit_ratio(cfg: Config, n_unlabeled: int) -> float:
     return paper / run
 
 
+def visits(cfg: Config, n_labeled: int, n_unlabeled: int) -> dict:
+    """How often a run visits each face, beside the paper's (RAF-DB, 400 labels: 288 labeled
+    visits before E_r, 960 in all, 32.3 per unlabeled face). What the per-visit rules do depends
+    on these counts, which no per-visit mapping can stand in for: how well the labeled set is
+    fit when disambiguation starts is set by the visits before E_r."""
+    before = cfg.relabel_run_epoch - 1
+    lab = lambda c, n, e: e * c.iters * c.batch_size / max(n, 1)  # noqa: E731
+    return {"labeled_before_er": lab(cfg, n_labeled, before), "labeled": lab(cfg, n_labeled, cfg.epochs),
+            "unlabeled": cfg.epochs * cfg.iters * cfg.unlabeled_batch_size / max(n_unlabeled, 1),
+            "paper_labeled_before_er": lab(PAPER, PAPER.n_labeled, PAPER.relabel_run_epoch - 1),
+            "paper_labeled": lab(PAPER, PAPER.n_labeled, PAPER.epochs),
+            "paper_unlabeled": PAPER.epochs * PAPER.iters * PAPER.unlabeled_batch_size / PAPER_UNLABELED}
+
+
 def negatives_per_visit(cfg: Config, n_unlabeled: int, num_classes: int = NUM_CLASSES) -> int:
     """Complementary labels a low-confidence face may gain per visit: 1 in the paper; a short
     run that visits each face R_u times less often lets each visit stand for R_u, capped at
@@ -42,7 +56,7 @@ def negatives_per_visit(cfg: Config, n_unlabeled: int, num_classes: int = NUM_CL
     (uncapped, the `cpu` preset's R_u = 9 would fill all six at once)."""
     if cfg.negatives_per_visit:
         return cfg.negatives_per_visit
-    if not cfg.short_run:
+    if not (cfg.short_run and cfg.map_per_visit):
         return 1
     return max(1, min((num_classes - 1) // 2, round(unlabeled_visit_ratio(cfg, n_unlabeled))))
 
@@ -64,7 +78,7 @@ class RunMapping:
     negatives_per_visit: int
     """complementary labels a face may gain per visit"""
     max_negatives: int
-    """the largest complementary set (K - 1; K with the bank_all_classes quirk)"""
+    """the largest complementary set (K - 1; K under the script's rules)"""
     relabel_run_epoch: int
     """E_r in run epochs"""
     schedule_epoch: tuple
@@ -73,10 +87,11 @@ class RunMapping:
     @classmethod
     def of(cls, cfg: Config, n_unlabeled: int, num_classes: int = NUM_CLASSES) -> "RunMapping":
         short, R = cfg.short_run, step_ratio(cfg)
+        per_visit = short and cfg.map_per_visit
         paper_decay = 1 - cfg.weight_decay * cfg.lr
         return cls(
-            weight_momentum=cfg.weight_momentum ** visit_ratio(cfg) if short else cfg.weight_momentum,
-            proto_momentum=cfg.proto_momentum ** visit_ratio(cfg) if short else cfg.proto_momentum,
+            weight_momentum=cfg.weight_momentum ** visit_ratio(cfg) if per_visit else cfg.weight_momentum,
+            proto_momentum=cfg.proto_momentum ** visit_ratio(cfg) if per_visit else cfg.proto_momentum,
             ema=cfg.ema ** R if short else cfg.ema,
             # over the paper's 24,000 steps the decay shrinks the model x0.79; raised to R, a short
             # run's steps shrink it as much (classifier rows included: their faster learning rate
@@ -85,7 +100,7 @@ class RunMapping:
             # the L2-normalised head's logits are bounded by its row norms, which grow with rate x steps
             head_lr_scale=cfg.head_lr_scale or (R if short else 1.0),
             negatives_per_visit=negatives_per_visit(cfg, n_unlabeled, num_classes),
-            max_negatives=num_classes if "bank_all_classes" in cfg.quirk_list else num_classes - 1,
+            max_negatives=num_classes if cfg.lion_rules == "script" else num_classes - 1,
             relabel_run_epoch=cfg.relabel_run_epoch,
             schedule_epoch=tuple(cfg.schedule_epoch(e) for e in range(1, cfg.epochs + 1)))
 

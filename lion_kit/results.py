@@ -25,7 +25,7 @@ ROOT = "results/synthfer-cpu"
 KEEP = ("config.json", "summary.json", "metrics.jsonl")
 IGNORED = {"out", "workers", "threads", "device"}  # do not change a run's numbers
 OK = ("done", "reused", "kept")  # row statuses with numbers (not failed or missing)
-ADDED = {"label_noise": 0.0}  # options added after cells were kept: a config without one ran as this value
+ADDED = {"label_noise": 0.0, "lion_rules": "intended", "bgr": False, "map_per_visit": True}  # options added after cells were kept: a config without one ran as this value
 README_BEGIN, README_END = "<!-- results-table: begin -->", "<!-- results-table: end -->"
 
 

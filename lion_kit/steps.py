@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from . import losses as L
+from . import script_rules
 from .labels import NEUTRAL
 
 
@@ -78,35 +79,44 @@ def fixmatch_step(t, b: Batch, epoch: int, it: int):
 
 
 def lion_step(t, b: Batch, epoch: int, it: int):
-    """One LION iteration (spec 2.1-2.5)."""
-    cfg, st, g = t.cfg, t.state, t.group
-    e = cfg.schedule_epoch(epoch)
-    zero = torch.zeros((), device=b.x.device)
-
+    """One LION iteration (spec 2.1-2.5): the forward passes, then `lion_losses`."""
     # forward passes, separately: BN statistics per sub-batch, as the authors do
     logits_u, f_u = t.net(b.uw)
     logits_x, f_x = t.net(b.x)
     logits_s, _ = t.net(b.us)
-    logits_u, logits_x, logits_s = logits_u.float(), logits_x.float(), logits_s.float()
+    p_amb = None
+    if t.cfg.ambiguity_model == "ema" and t.cfg.disambiguation and epoch >= t.map.relabel_run_epoch:
+        with torch.no_grad():  # not in the paper: the evaluated model, no dropout
+            p_amb = t.ema.module(b.x)[0].float().softmax(1)
+    return lion_losses(t, b, epoch, it, logits_x.float(), f_x, logits_u.float(), f_u, logits_s.float(), p_amb)
+
+
+def lion_losses(t, b: Batch, epoch: int, it: int, logits_x, f_x, logits_u, f_u, logits_s, p_amb=None):
+    """LION's bookkeeping and losses from one iteration's outputs, under the run's rules
+    (`cfg.lion_rules`: intended, spec section 2, or the released script's, script_rules.py)."""
+    cfg, st, g = t.cfg, t.state, t.group
+    script = cfg.lion_rules == "script"
+    e = cfg.schedule_epoch(epoch)
+    zero = torch.zeros((), device=b.x.device)
     p_x, p_u = logits_x.detach().softmax(1), logits_u.softmax(1)
     f_x, f_u = f_x.detach().float(), f_u.detach().float()
 
     # label disambiguation of labeled faces (2.2), from the relabel epoch E_r
     y = st.labels[b.ix]
-    closed = torch.ones_like(y, dtype=torch.bool)        # one-hot candidate weights: in L_x
+    closed = torch.ones_like(y, dtype=torch.bool)        # in L_x: one-hot candidate weights
     ambiguous = torch.zeros_like(closed)
     L_px = zero
     disambiguating = cfg.disambiguation and epoch >= t.map.relabel_run_epoch
     if disambiguating:
-        p_amb = p_x
-        if cfg.ambiguity_model == "ema":  # not in the paper: the evaluated model, no dropout
-            with torch.no_grad():
-                p_amb = t.ema.module(b.x)[0].float().softmax(1)
-        every = g.gather(ix=b.ix, p=p_amb, f=f_x)           # every rank applies every rank's visits
-        d = st.disambiguate(every.ix, every.p, every.f, it, L.LionParams.from_config(cfg, epoch, t.map.weight_momentum, neutral=NEUTRAL))
+        every = g.gather(ix=b.ix, p=p_x if p_amb is None else p_amb, f=f_x)  # every rank applies every rank's visits
+        if script:
+            d = st.disambiguate_as_script(every.ix, every.p, every.f, it, script_params(cfg, t.map),
+                                          epoch == t.map.relabel_run_epoch)
+        else:
+            d = st.disambiguate(every.ix, every.p, every.f, it, L.LionParams.from_config(cfg, t.map.weight_momentum, NEUTRAL))
         n = len(b.ix)
         y, closed, ambiguous = g.own(d["labels"], n), g.own(d["closed"], n), g.own(d["ambiguous"], n)
-        L_px = L.partial_label_loss(logits_x, g.own(d["weights"], n), ~closed)
+        L_px = L.partial_label_loss(logits_x, g.own(d["weights"], n).to(logits_x.dtype), ~closed)
     L_x = L.labeled_loss(logits_x, y, closed)
 
     # class prototypes (2.1) from labeled faces: predicted right before E_r, clear from E_r on
@@ -125,7 +135,12 @@ def lion_step(t, b: Batch, epoch: int, it: int):
     low = ~confident
     L_n = L_sn = zero
     lam_n = L.negative_weight(e, cfg.neg_w0, cfg.neg_w_step) if cfg.negative else 0.0
-    if cfg.negative:
+    if cfg.negative and script:  # one shared bank row; L_sn on the strong view of position 1
+        rows, shared, any_low = script_rules.negatives(st.bank, unl.iu, unl.p, ~unl.use, cfg.delta_neg, t.map.max_negatives)
+        L_n = script_rules.negative_loss(p_u, g.own(rows, len(b.iu)), low)
+        if cfg.strong_negative and g.rank == 0:  # position 1 is rank 0's; x world: DDP averages the ranks
+            L_sn = script_rules.strong_negative_loss(logits_s[1], shared) * any_low * g.world
+    elif cfg.negative:
         if cfg.progressive:
             bank = st.grow_bank(unl.iu, unl.p, ~unl.use, cfg.delta_neg, t.map.max_negatives, t.map.negatives_per_visit)
             neg = g.own(bank, len(b.iu)) & low[:, None]
@@ -141,6 +156,13 @@ def lion_step(t, b: Batch, epoch: int, it: int):
                         mask_rate=confident.float().mean(), ambiguous_rate=ambiguous.float().mean(),
                         unlabeled_top_prob=p_u.detach().max(1).values.mean(),
                         pseudo_right=_right(t, b, confident, pseudo))
+
+
+def script_params(cfg, mapping) -> script_rules.ScriptParams:
+    """The script's disambiguation constants: the config's thresholds, the run's momentum."""
+    return script_rules.ScriptParams(delta_amb=cfg.delta_amb, proto_temp=cfg.proto_temp,
+                                     weight_momentum=mapping.weight_momentum, collapse_at=cfg.collapse_at,
+                                     relabel_at=cfg.relabel_at, protect_neutral=cfg.protect_neutral, neutral=NEUTRAL)
 
 
 def _right(t, b: Batch, confident, pseudo):

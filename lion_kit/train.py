@@ -24,7 +24,7 @@ from .data import IndexedSubset, InfiniteBatchSampler, TwoViews, bgr_quirk, buil
 from .evaluate import predict_labels
 from .labels import NUM_CLASSES
 from .losses import LionState
-from .mapping import RunMapping
+from .mapping import RunMapping, visits
 from .metrics import epoch_row, run_summary
 from .model import EMA, LionNet, load_pretrained
 from .runs import (LOCK_NAME, atomic_link, fault_point, holds_run, load_checkpoint, lock_run_dir, remove_stale_temporaries,
@@ -41,6 +41,8 @@ class Trainer:
         self.group = distributed.Group(self.rank, self.world)
         self.main = self.rank == 0
         self.device = distributed.pick_device(cfg.device)
+        if cfg.bf16:
+            distributed.check_bf16(self.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
@@ -71,7 +73,8 @@ class Trainer:
         _seed(cfg.seed)  # the same initial model on every rank
         self.train_ds, self.test_ds, self.lab_idx, self.unl_idx = build_data(cfg)
         size, pad = cfg.image_size, cfg.crop_padding
-        self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad))
+        script = cfg.lion_rules == "script"  # the script pads the labeled crop with zeros
+        self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad, "constant" if script else "reflect"))
         self.unlabeled = IndexedSubset(self.train_ds, self.unl_idx, TwoViews(weak_transform(size, pad), strong_transform(size, pad)))
         self.test_ds.transform = eval_transform(size)
         self.map = RunMapping.of(cfg, len(self.unl_idx), NUM_CLASSES)  # the short-run mapping, once
@@ -95,7 +98,8 @@ class Trainer:
         true = self.train_ds.true_targets  # known on SynthFER and FERPlus: the per-sample state is checked against it
         self.lab_true, self.unl_true = (None, None) if true is None else (
             torch.as_tensor(np.asarray(true)[self.lab_idx]), torch.as_tensor(np.asarray(true)[self.unl_idx], device=self.device))
-        self.state = LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device)
+        self.state = LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device,
+                               torch.float64 if script else torch.float32)
         self.method_step = STEPS[cfg.method]
         _seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best, self.timing = 0, 0, [], None, []
@@ -107,6 +111,7 @@ class Trainer:
         """What the run computes from its configuration, written beside it (config.json's
         "derived") so that readers (viz, notebooks, bench) need not rebuild the config."""
         return {**self.map.as_dict(), "labeled_faces": len(self.lab_idx), "unlabeled_faces": len(self.unl_idx),
+                "visits_per_face": visits(self.cfg, len(self.lab_idx), len(self.unl_idx)),
                 "pretrained": None if self.pretrained is None else self.pretrained["file"]}
 
     # ---- the loop
@@ -208,14 +213,18 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        ema_first = self.cfg.lion_rules == "script"  # the script averages the weights before their decay
         with torch.no_grad():
             self.group.average_(self._buffers)  # BN statistics of each rank's last forward
-            torch._foreach_mul_(self._floats, self.map.decay_factor)  # decay, then EMA
-        self.ema.update()
+            if ema_first:
+                self.ema.update()
+            torch._foreach_mul_(self._floats, self.map.decay_factor)
+        if not ema_first:
+            self.ema.update()
         return stats.stack()
 
     def _to_device(self, xb, ub) -> Batch:
-        dev, bgr = self.device, "bgr" in self.cfg.quirk_list
+        dev, bgr = self.device, self.cfg.bgr
         put = (lambda v: bgr_quirk(v.to(dev, non_blocking=True))) if bgr else (lambda v: v.to(dev, non_blocking=True))
         b = Batch(x=put(xb[0]), ix=xb[2].to(dev, non_blocking=True))
         if ub is not None:
@@ -246,13 +255,12 @@ class Trainer:
                           pin_memory=self.device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
 
     def _autocast(self):
-        on = self.cfg.bf16 and self.device.type == "cuda"
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     def predict(self, model=None) -> np.ndarray:
         """Test-split predictions of the EMA model (or `model`)."""
         return predict_labels(model or self.ema.module, self.test_ds, self.cfg.eval_batch_size, self.cfg.workers,
-                              self.device, "bgr" in self.cfg.quirk_list, self._autocast)
+                              self.device, self.cfg.bgr, self._autocast)
 
     # ---- persistence
     def _new_epoch_sums(self):

@@ -82,7 +82,7 @@ def test_short_run_maps_per_visit_and_per_step_constants():
     raw = RunMapping.of(resolve("cpu", overrides={"short_run": False}), 4000)
     assert (raw.weight_momentum, raw.ema, raw.negatives_per_visit, raw.decay_factor) == (0.99, 0.999, 1, 1 - 0.02 * 5e-4)
     assert cpu.relabel_run_epoch == 3 and cpu.schedule_epoch == (3, 8, 13, 18, 23, 28)
-    assert RunMapping.of(resolve("cpu", overrides={"quirks": "bank_all_classes"}), 4000).max_negatives == 7
+    assert RunMapping.of(resolve("cpu", overrides={"lion_rules": "script"}), 4000).max_negatives == 7  # the script's |C| < K
 
 
 def test_ambiguity_opens_a_closed_set_with_model_probabilities():
@@ -270,57 +270,35 @@ def test_config_precedence_and_unknown_keys(tmp_path):
         resolve(None, None, {"quirks": "bgr,typo"})
 
 
-# ----------------------------------------------------------------------------- the script's quirks
+# ----------------------------------------------------------------------------- candidate sets (intended)
 
-def test_candidate_softmax_masking_matters_and_the_quirk_gives_logit_0_outside_the_old_support():
-    """Prototypes chosen so that the three rules give clearly different weights."""
+def test_the_candidate_softmax_runs_over_the_candidate_set_only():
+    """Prototypes chosen so that masking the softmax to the candidate set matters (the script's
+    softmax over all K classes, logit 0 outside the support, is in test_script_rules.py)."""
     protos = torch.tensor([[1.0, 0], [0, 1.0], [0.6, 0.8], [-1, 0], [0, -1], [0.8, -0.6], [-0.6, 0.8]])
     f = torch.tensor([[0.6, 0.8]])
     p = probs([0.05, 0.05, 0.84, 0.02, 0.02, 0.01, 0.01])   # y = 0, y_hat = 2: ambiguous
     w0 = torch.tensor([0.6, 0.4, 0, 0, 0, 0, 0])             # open set {0, 1}; 2 joins now
     logits = (f @ protos.t() / 0.1)[0]
-
-    def run(**kw):
-        st = L.LionState(torch.tensor([0]), 0, K, 2)
-        st.protos, st.weights[0] = protos.clone(), w0.clone()
-        st.disambiguate(torch.tensor([0]), p, f, 1, params(weight_momentum=0.5, **kw))
-        return st.weights[0]
-
-    def expect(q):
-        w = w0.clone()
-        for c in (0, 2):
-            w[c] = 0.5 * w0[c] + 0.5 * q[c]
-        return w / w.sum()
-
-    cand = torch.tensor([1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
-    q_masked = logits.masked_fill(~cand, -math.inf).softmax(0)
-    q_quirk = torch.where(w0 > 0, logits, torch.zeros(K)).softmax(0)  # class 2 gets logit 0, not 10
-    torch.testing.assert_close(run(), expect(q_masked))
-    torch.testing.assert_close(run(quirk_proto_softmax_all=True), expect(q_quirk))
-    assert (run() - run(quirk_proto_softmax_all=True)).abs().max() > 0.2  # masking matters here
-    assert q_masked[2] > 0.5 and q_quirk[2] < 0.01
-
-
-def test_quirk_open_only_in_relabel_epoch():
-    p = probs([0.001, 0.989, 0.002, 0.002, 0.002, 0.002, 0.002])  # y = 0, strongly predicts 1
-    # in E_r: every ambiguous visit re-sets the set from the raw (unnormalised) probabilities,
-    # so collapse and relabel test p itself: 0.989 > 0.985 collapses, < 0.996 does not relabel
     st = L.LionState(torch.tensor([0]), 0, K, 2)
-    st.weights[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])   # an open set is re-set too
-    q = dict(quirk_open_only_in_relabel_epoch=True)
-    st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params(in_relabel_epoch=True, **q))
-    assert st.weights[0].tolist() == [0, 1, 0, 0, 0, 0, 0] and st.labels[0] == 0  # closed onto 1, label kept
-    # intended rule, same visit: the opened weights are renormalised (0.001, 0.989)/0.990 -> 0.999: relabel
-    st2 = L.LionState(torch.tensor([0]), 0, K, 2)
-    st2.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params(in_relabel_epoch=True))
-    assert st2.labels[0] == 1
-    # after E_r: a newly ambiguous closed set stays one-hot ...
-    st3 = L.LionState(torch.tensor([0]), 0, K, 2)
-    st3.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 2, params(**q))
-    assert st3.weights[0].tolist() == [1, 0, 0, 0, 0, 0, 0] and st3.labels[0] == 0
-    # ... but the set that collapsed onto class 1 in E_r relabels on its next ambiguous visit
-    st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 2, params(**q))
-    assert st.labels[0] == 1 and st.flush_events() == [(2, 0, 0, 1)]
+    st.protos, st.weights[0] = protos.clone(), w0.clone()
+    st.disambiguate(torch.tensor([0]), p, f, 1, params(weight_momentum=0.5))
+    cand = torch.tensor([1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
+    q = logits.masked_fill(~cand, -math.inf).softmax(0)
+    w = w0.clone()
+    for c in (0, 2):
+        w[c] = 0.5 * w0[c] + 0.5 * q[c]
+    torch.testing.assert_close(st.weights[0], w / w.sum())
+    q_all = torch.where(w0 > 0, logits, torch.zeros(K)).softmax(0)  # the script's: class 2 gets logit 0, not 10
+    assert q[2] > 0.5 and q_all[2] < 0.01
+
+
+def test_an_opened_set_is_renormalised_so_a_sure_prediction_relabels_at_once():
+    p = probs([0.001, 0.989, 0.002, 0.002, 0.002, 0.002, 0.002])  # y = 0, strongly predicts 1
+    # (0.001, 0.989) / 0.990 -> 0.999 >= 0.996: relabelled (the script's raw 0.989 would only close)
+    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params())
+    assert st.labels[0] == 1 and st.flush_events() == [(1, 0, 0, 1)]
 
 
 def test_bgr_quirk_normalises_bgr_pixels_with_rgb_statistics():
