@@ -106,13 +106,15 @@ def negative_precision_per_class(run, epoch=-1) -> pd.Series:
     return pd.Series(out, name="negative-label precision")
 
 
-def mechanisms(metrics: pd.DataFrame) -> dict:
+def mechanisms(metrics: pd.DataFrame, relabel_epoch: int | None = None) -> dict:
     """What a LION run's mechanisms did, from metrics.jsonl alone:
     the epochs whose confident-mask rate reached 0.3; the negative bank when λ_n reaches 0
     (end of the last epoch with λ_n > 0: the bank the negative losses last used): mean size,
     precision, set sizes present; open candidate sets, relabels and their precision beside the
-    labeled set's observed-label accuracy; last-epoch and best-epoch accuracy."""
+    labeled set's observed-label accuracy; last-epoch and best-epoch accuracy; with `relabel_epoch`
+    (E_r in run epochs) the open sets at its end."""
     m = metrics.reset_index(drop=True)
+    er = m[m["epoch"] == relabel_epoch] if relabel_epoch else m.iloc[:0]
     live = m.index[m["lambda_n"] > 0]
     at = m.loc[live[-1]] if len(live) else m.iloc[-1]
     sizes = at.get("neg_sizes")
@@ -126,6 +128,7 @@ def mechanisms(metrics: pd.DataFrame) -> dict:
             "bank_epoch": int(at["epoch"]), "bank_mean": float(at["neg_mean_size"]),
             "bank_precision": None if pd.isna(at.get("neg_precision")) else float(at["neg_precision"]),
             "bank_sizes_present": present, "open_sets": int(last["open_sets"]),
+            "open_sets_er": int(er["open_sets"].iloc[0]) if len(er) else None,
             "relabels": int(last["relabels"]),
             "relabel_precision": None if pd.isna(last.get("relabel_precision")) else float(last["relabel_precision"]),
             "label_acc_given": None if pd.isna(last.get("label_acc_given")) else float(last["label_acc_given"])}

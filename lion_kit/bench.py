@@ -107,17 +107,14 @@ def confidence(run_dir, n: int = 2000) -> dict:
     from .data import IndexedSubset, eval_transform
     from .runs import load_run
     from .data import build_data
-    from .model import LionNet
+    from .evaluate import load_model
     run = load_run(run_dir)
     cfg = Config.from_run(run.config)
     train, _, _, unl = build_data(cfg)
     ds = IndexedSubset(train, unl[:n], eval_transform(cfg.image_size))
-    ck = torch.load(f"{run_dir}/last.pt", map_location="cpu", weights_only=False)
     out = {"run": str(run_dir), "faces": len(ds), "tau": cfg.tau_base, "delta_neg": cfg.delta_neg}
     for name in ("ema", "model"):
-        m = LionNet(stem=cfg.stem)
-        m.load_state_dict(ck[name])
-        m.eval()
+        m, _ = load_model(run_dir, "last", name)
         with torch.no_grad():
             p = torch.cat([m(x)[0].softmax(1) for x, _, _ in DataLoader(ds, batch_size=500)])
         top, low = p.max(1).values.numpy(), p.min(1).values.numpy()

@@ -90,14 +90,18 @@ def cmd_results(a):
             for _, r in df[df["status"] == "missing"].iterrows():
                 print(f"  missing: {r['variant']} n={r['n_labeled']} seed={r['seed']} split seed={r['split_seed']}")
             return
+    if a.readme:  # each block of the file holds its own options
+        stale = results.refresh_readme(a.readme, write=a.write)
+        for options in stale:
+            print(f"{a.readme}: the block `results table {options}` {'was rebuilt' if a.write else 'is out of date'}",
+                  file=sys.stderr)
+        if stale and not a.write:
+            print(f"rebuild with `python -m lion_kit results table --readme {a.readme} --write`", file=sys.stderr)
+            raise SystemExit(1)
+        return
     text = results.rebuild(a.keep, preset=a.preset, overrides=parse_set(a.set))
-    print(text)
-    if a.readme and a.write:
-        results.write_readme(text, a.readme)
-    elif a.readme and a.check and results.readme_block(a.readme) != text:
-        print(f"{a.readme}: the results table differs from {a.keep}; rebuild it with "
-              f"`python -m lion_kit results table --readme {a.readme} --write`", file=sys.stderr)
-        raise SystemExit(1)
+    print(results.table_text(results.pick(results.load(a.keep, a.preset, parse_set(a.set)), a.only, a.at))
+          if a.only or a.at else text)
 
 
 def cmd_demo(a):
@@ -201,7 +205,9 @@ def _experiment_commands(sub):
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="run: leave last.pt / best.pt in --runs once a cell is kept (default: removed, ~15 GB for the grid)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every cell (table: the cells it expects)")
-    p.add_argument("--readme", default=None, help="table: README whose results block to --check or --write")
+    p.add_argument("--readme", default=None, help="table: a markdown file whose `results table` blocks to --check or --write")
+    p.add_argument("--only", default="", help="table: print only these variants (comma list)")
+    p.add_argument("--at", default="", help="table: print only these label budgets (comma list)")
     p.add_argument("--check", action="store_true", help="table: exit 1 if the README's block differs")
     p.add_argument("--write", action="store_true", help="table: replace the README's block")
     p.set_defaults(fn=cmd_results)

@@ -78,6 +78,9 @@ def demo(out="runs/demo", quick: bool = False):
           f"{out}/nb0*/*.html (open in a browser) or `make lab`")
 
 
+FIGURES = ("01_accuracy.png", "02_trajectories.png", "03_negative_growth.png", "04_ablations.png")
+
+
 def readme_figures(run, out, ablation_csv=None):
     """One figure per notebook (the same calls the notebooks make), for the README."""
     import matplotlib.pyplot as plt

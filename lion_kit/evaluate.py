@@ -27,7 +27,7 @@ from .faces import IMAGE_EXTENSIONS, read_image
 from .labels import class_names
 from .metrics import classification_report
 from .model import LionNet
-from .runs import atomic_write_text, write_json
+from .runs import atomic_write_text, read_checkpoint, write_json
 
 
 def load_model(run_dir, checkpoint: str = "last", weights: str = "ema") -> tuple[LionNet, dict]:
@@ -49,11 +49,7 @@ def load_model(run_dir, checkpoint: str = "last", weights: str = "ema") -> tuple
                 f"--out DIR`, or run the grid with `results run --keep-checkpoints`")
         raise FileNotFoundError(f"{ck_file} not found (the run has not finished an epoch)")
     cfg = upgrade(json.loads(cfg_file.read_text()), str(cfg_file))
-    try:
-        ck = torch.load(ck_file, map_location="cpu", weights_only=False)
-        sd = ck[weights]
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{ck_file} is truncated or not a lion_kit checkpoint ({type(e).__name__}: {e})") from None
+    sd = read_checkpoint(ck_file, "cpu", f"cannot load the model of {run_dir}")[weights]
     net = LionNet(sd["fc.weight"].shape[0], stem=cfg["stem"])
     net.load_state_dict(sd)
     return net.eval(), cfg

@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from .config import Config, resolve
 
 VARIANTS = {
@@ -61,3 +64,42 @@ def kept_cell_config(variant: str, cfg: dict, preset="cpu", overrides=None) -> d
     variant, budget, seed and split seed; the grid-wide `overrides` of --set)."""
     return cell_config(preset, {**(overrides or {}), **VARIANTS.get(variant, {}), "n_labeled": cfg["n_labeled"],
                                 "seed": cfg["seed"], "split_seed": cfg["split_seed"]})
+
+
+class SeedDifference:
+    """A − B of one metric over the seeds both cells have. Cells with the same seed share their
+    labeled split and data order, so the difference removes what those contribute to both; its
+    spread is the sample std over seeds (none from one seed)."""
+
+    def __init__(self, values: pd.Series):
+        self.values = values
+        self.n = len(values)
+        self.mean = float(values.mean())
+        self.std = float(values.std(ddof=1)) if self.n > 1 else float("nan")
+        self.agree = int((np.sign(values) == np.sign(self.mean)).sum()) if self.mean else 0
+
+    @property
+    def within_spread(self) -> bool:
+        """No larger than its spread: said to be no difference (one seed has no spread to judge by)."""
+        return self.n > 1 and abs(self.mean) <= self.std
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f}" + ("" if self.n == 1 else f" ± {self.std:.3f}")
+
+
+def seed_difference(at: pd.Series, a: str, b: str):
+    """`SeedDifference` of variants `a` − `b` from `at` (indexed by variant and seed), or None
+    when either is absent or they share no seed."""
+    have = set(at.index.get_level_values(0))
+    if a == b or not {a, b} <= have:
+        return None
+    x = (at[a] - at[b]).dropna()
+    return SeedDifference(x) if len(x) else None
+
+
+def curve_labels(df: pd.DataFrame, n_labeled=None) -> int:
+    """The label budget a curve is drawn at: `n_labeled`, else the grids' only one, else 400."""
+    if n_labeled is None:
+        present = sorted(df["n_labeled"].unique()) if len(df) else []
+        n_labeled = present[0] if len(present) == 1 else 400
+    return int(n_labeled)

@@ -28,7 +28,10 @@ def state_report(st, lab_true, unl_true) -> dict:
     disambiguation is: the share of open sets among faces given a wrong label and among faces
     given the right one, and the mean candidate weight an open set puts on the true class."""
     rel = st.flush_events()
-    row = {"open_sets": int(((st.weights > 0).sum(1) > 1).sum()), "relabels": len(rel),
+    # out of L_x: no single entry equal to 1 (the script's test; for the intended rules' weights
+    # the same as an open set, which renormalised never holds a 1)
+    row = {"open_sets": int(((st.weights > 0).sum(1) > 1).sum()), "out_of_lx": int(((st.weights == 1).sum(1) != 1).sum()),
+           "relabels": len(rel),
            "neg_mean_size": float(st.bank.float().sum(1).mean()) if len(st.bank) else 0.0,
            "neg_sizes": np.bincount(st.bank.sum(1).cpu().numpy(), minlength=st.bank.shape[1] + 1).tolist()}
     if unl_true is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import METHODS, PRESETS as _PRESETS
+from .config import METHODS, RULES, PRESETS as _PRESETS
 from .data import DATASETS as _DATASETS
 from .runs import write_json
 from .synth import SIZES as _SIZES
@@ -16,7 +16,13 @@ from .synth import SIZES as _SIZES
 PRESETS = tuple(_PRESETS)
 DATASETS = tuple(_DATASETS)
 SYNTH_SIZES = tuple(_SIZES)
-__all__ = ["METHODS", "PRESETS", "DATASETS", "SYNTH_SIZES", "check_params", "overrides", "save_results"]
+__all__ = ["METHODS", "RULES", "PRESETS", "DATASETS", "SYNTH_SIZES", "check_params", "overrides", "save_results", "lion_run"]
+
+# the parameters of notebooks 02 and 03, which look at one LION run
+RUN_PARAMS = {"run_dir": ((str, type(None)), None), "out_dir": (str, None), "preset": (str, PRESETS),
+              "n_labeled": (int, None), "lion_rules": (str, RULES), "epochs": ((int, type(None)), None),
+              "iters": ((int, type(None)), None), "synth_size": ((str, type(None)), SYNTH_SIZES),
+              "image_size": ((int, type(None)), None), "seed": (int, None), "interactive": (bool, None)}
 
 
 def check_params(spec: dict, values: dict):
@@ -40,6 +46,22 @@ def check_params(spec: dict, values: dict):
 def overrides(**kw) -> dict:
     """Config overrides from notebook parameters, leaving out the ones set to None."""
     return {k: v for k, v in kw.items() if v is not None}
+
+
+def lion_run(params: dict):
+    """The run notebooks 02 and 03 look at: `run_dir` when given, else a quick LION run trained
+    into `out_dir/run` from the notebook's parameters (checked first)."""
+    from .runs import load_run
+    from .train import train
+    check_params(RUN_PARAMS, params)
+    run_dir = params["run_dir"]
+    if run_dir is None:
+        run_dir = f"{params['out_dir']}/run"
+        keys = ("lion_rules", "n_labeled", "epochs", "iters", "synth_size", "image_size", "seed")
+        train(params["preset"], overwrite=True, **overrides(method="lion", out=run_dir, **{k: params[k] for k in keys}))
+    run = load_run(run_dir)
+    print(run.path, "|", run.config["method"], "|", len(run.metrics), "epochs")
+    return run
 
 
 def save_results(out_dir, results: dict) -> Path:

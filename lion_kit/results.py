@@ -11,6 +11,7 @@ test checks that the README's table is what that command prints.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .grid import PAIRS, VARIANTS, kept_cell_config
+from .grid import PAIRS, VARIANTS, curve_labels, kept_cell_config, seed_difference
 from .runs import atomic_write_text
 
 ROOT = "results/synthfer-cpu"
@@ -26,7 +27,9 @@ KEEP = ("config.json", "summary.json", "metrics.jsonl")
 IGNORED = {"out", "workers", "threads", "device"}  # do not change a run's numbers
 OK = ("done", "reused", "kept")  # row statuses with numbers (not failed or missing)
 ADDED = {"label_noise": 0.0, "lion_rules": "intended", "bgr": False, "map_per_visit": True}  # options added after cells were kept: a config without one ran as this value
-README_BEGIN, README_END = "<!-- results-table: begin -->", "<!-- results-table: end -->"
+# a block of README.md (or any markdown file) that `results table` prints, the block's own options
+# in its first marker: `<!-- results table: --keep results/synthfer-cpu --at 400 -->` ... `<!-- results table: end -->`
+BLOCK = re.compile(r"(<!-- results table: (.*?) -->\n)(.*?)(\n<!-- results table: end -->)", flags=re.S)
 
 
 def same_config(have: dict, want: dict) -> bool:
@@ -132,37 +135,6 @@ def _cells(g, variant: dict) -> dict:
     off |= set() if bank else {"neg_precision", "neg_mean_size"}
     return {name: (_fmt(g[c], 1 if c in ("relabels", "neg_mean_size") else 3) if c in g and c not in off else "–")
             for c, name in COLUMNS.items()}
-
-
-class SeedDifference:
-    """A − B of one metric over the seeds both cells have. Cells with the same seed share their
-    labeled split and data order, so the difference removes what those contribute to both; its
-    spread is the sample std over seeds (none from one seed)."""
-
-    def __init__(self, values: pd.Series):
-        self.values = values
-        self.n = len(values)
-        self.mean = float(values.mean())
-        self.std = float(values.std(ddof=1)) if self.n > 1 else float("nan")
-        self.agree = int((np.sign(values) == np.sign(self.mean)).sum()) if self.mean else 0
-
-    @property
-    def within_spread(self) -> bool:
-        """No larger than its spread: said to be no difference (one seed has no spread to judge by)."""
-        return self.n > 1 and abs(self.mean) <= self.std
-
-    def __str__(self) -> str:
-        return f"{self.mean:+.3f}" + ("" if self.n == 1 else f" ± {self.std:.3f}")
-
-
-def seed_difference(at: pd.Series, a: str, b: str):
-    """`SeedDifference` of variants `a` − `b` from `at` (indexed by variant and seed), or None
-    when either is absent or they share no seed."""
-    have = set(at.index.get_level_values(0))
-    if a == b or not {a, b} <= have:
-        return None
-    x = (at[a] - at[b]).dropna()
-    return SeedDifference(x) if len(x) else None
 
 
 def paired(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
@@ -295,7 +267,7 @@ def runs_table(root) -> str:
         if any(p.startswith(".") for p in run.relative_to(root).parts):
             continue
         m = pd.read_json(run / "metrics.jsonl", lines=True)
-        k = mechanisms(m)
+        k = mechanisms(m, cfg.get("derived", {}).get("relabel_run_epoch"))
         lion = cfg["method"] == "lion"
         ld = lion and cfg.get("disambiguation", True)
         last = m.iloc[-1]
@@ -305,26 +277,64 @@ def runs_table(root) -> str:
                      "px": cfg["image_size"], "iterations": cfg["epochs"] * cfg["iters"],
                      "last": f"{k['test_acc']:.3f}", "best": f"{k['best_acc']:.3f}",
                      "peak mask": f"{max(k['mask_rate']):.2f}" if cfg["method"] != "supervised" else "–",
-                     "open sets": str(k["open_sets"]) if ld else "–",
-                     "relabels": str(k["relabels"]) if ld else "–", "labels right (given → end)": right,
+                     "open sets (E_r → end)": f"{k['open_sets_er']} → {k['open_sets']}" if ld and k["open_sets_er"] is not None
+                     else (str(k["open_sets"]) if ld else "–"),
+                     "relabels (precision)": (f"{k['relabels']} ({k['relabel_precision']:.2f})" if k["relabel_precision"] is not None
+                                              else str(k["relabels"])) if ld else "–",
+                     "labels right (given → end)": right,
                      "bank (precision)": f"{k['bank_mean']:.2f} ({k['bank_precision']:.3f})"
                      if lion and cfg.get("negative", True) and k["bank_precision"] is not None else "–"})
     return markdown(pd.DataFrame(rows))
 
 
-def readme_block(readme="README.md") -> str:
+def block_text(options: str) -> str:
+    """What `results table OPTIONS` prints, for a block's options: --keep, --preset, --set KEY=VALUE
+    (repeated), --only VARIANTS and --at BUDGETS (comma lists that pick rows)."""
+    import argparse
+    import shlex
+    from .config import parse_set
+    ap = argparse.ArgumentParser(prog="results table block", exit_on_error=False)
+    ap.add_argument("--keep", default=ROOT)
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--only", default="")
+    ap.add_argument("--at", default="")
+    a = ap.parse_args(shlex.split(options))
+    return table_text(pick(load(a.keep, a.preset, parse_set(a.set)), a.only, a.at))
+
+
+def pick(df: pd.DataFrame, only: str = "", at: str = "") -> pd.DataFrame:
+    """The cells of some variants (`only`) at some budgets (`at`), both comma lists; empty: all."""
+    if only and len(df):
+        df = df[df["variant"].isin(only.split(","))]
+    if at and len(df):
+        df = df[df["n_labeled"].isin([int(x) for x in at.split(",")])]
+    return df
+
+
+def readme_blocks(readme="README.md") -> list[tuple[str, str]]:
+    """(options, text) of every `results table` block of a markdown file."""
+    return [(m.group(2), m.group(3).strip()) for m in BLOCK.finditer(Path(readme).read_text())]
+
+
+def refresh_readme(readme="README.md", write: bool = True) -> list[str]:
+    """Rebuild every `results table` block of `readme` from the committed cells (written when
+    `write`); returns the options of the blocks that were out of date."""
     text = Path(readme).read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme}: no results table block; expected the lines {README_BEGIN!r} and {README_END!r}")
-    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
+    if not BLOCK.search(text):
+        raise ValueError(f"{readme}: no results table block; expected a line '<!-- results table: OPTIONS -->' "
+                         "and, below the table, '<!-- results table: end -->'")
+    stale = []
 
-
-def write_readme(text: str, readme="README.md"):
-    readme_block(readme)  # the markers must be there
-    s = Path(readme).read_text()
-    head, rest = s.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    atomic_write_text(Path(readme), f"{head}{README_BEGIN}\n{text}\n{README_END}{tail}")
+    def sub(m):
+        new = block_text(m.group(2))
+        if new != m.group(3).strip():
+            stale.append(m.group(2))
+        return f"{m.group(1)}{new}{m.group(4)}"
+    new = BLOCK.sub(sub, text)
+    if write and stale:
+        atomic_write_text(Path(readme), new)
+    return stale
 
 
 # ----------------------------------------------------------------------------- the budget curve
@@ -367,14 +377,6 @@ def load_budgets(roots=CURVE, preset="cpu", overrides=None) -> pd.DataFrame:
         df["budget"] = it / base.iters
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", "budget", "acc"])
-
-
-def curve_labels(df: pd.DataFrame, n_labeled=None) -> int:
-    """The label budget a curve is drawn at: `n_labeled`, else the grids' only one, else 400."""
-    if n_labeled is None:
-        present = sorted(df["n_labeled"].unique()) if len(df) else []
-        n_labeled = present[0] if len(present) == 1 else 400
-    return int(n_labeled)
 
 
 def budget_table(df: pd.DataFrame, n_labeled=None) -> pd.DataFrame:

@@ -138,22 +138,30 @@ def save_torch(path, obj):
 NOT_CONFIG = ("out", "workers", "device", "threads")  # may change on resume: they do not change a number
 
 
-def load_checkpoint(path: Path, config: dict, map_location=None) -> dict:
-    """A checkpoint to resume from, checked: readable, of this kit, and made with `config` (but
-    for the keys of NOT_CONFIG). Every failure says what to do and that nothing was overwritten."""
+def read_checkpoint(path: Path, map_location="cpu", purpose: str = "cannot read") -> dict:
+    """A checkpoint of this kit (last.pt, best.pt), read: the one reader of checkpoints. A file
+    that is missing, truncated or not the kit's is an error that begins with `purpose`."""
     import torch
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: {path} does not exist")
+        raise FileNotFoundError(f"{purpose}: {path} does not exist")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=False)
-        ck["config"], ck["model"], ck["state"]  # noqa: B018 - a checkpoint of this kit
+        ck["config"], ck["model"], ck["ema"], ck["state"]  # noqa: B018 - a checkpoint of this kit
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
         best = path.with_name("best.pt")
         hint = (f"; {best} exists (the best epoch so far): copy it to {path.name} to resume from there"
-                if best.is_file() else "")
-        raise ValueError(f"cannot resume: {path} is truncated or unreadable ({type(e).__name__}: {e}){hint}. "
+                if best.is_file() and path.name != "best.pt" else "")
+        raise ValueError(f"{purpose}: {path} is truncated or not a lion_kit checkpoint ({type(e).__name__}: {e}){hint}. "
                          "Nothing was overwritten") from None
+    return ck
+
+
+def load_checkpoint(path: Path, config: dict, map_location=None) -> dict:
+    """A checkpoint to resume from, checked: readable, of this kit, and made with `config` (but
+    for the keys of NOT_CONFIG). Every failure says what to do and that nothing was overwritten."""
+    path = Path(path)
+    ck = read_checkpoint(path, map_location, "cannot resume")
     saved = {k: v for k, v in ck["config"].items() if k not in NOT_CONFIG}
     diff = {k: (saved[k], config[k]) for k in saved if k in config and saved[k] != config[k]}
     if diff:

@@ -313,7 +313,7 @@ def plot_paired(df: pd.DataFrame, metric="acc", ax=None):
     zero as a line. A difference whose dots straddle zero is no difference."""
     import matplotlib.pyplot as plt
     from .config import Config
-    from .grid import PAIRS
+    from .grid import PAIRS, seed_difference
     d = df[df["split_seed"] == Config.split_seed]
     budgets = sorted(d["n_labeled"].unique())
     ax = ax or plt.subplots(figsize=(8, 3.6))[1]
@@ -321,15 +321,14 @@ def plot_paired(df: pd.DataFrame, metric="acc", ax=None):
     for n in budgets:
         at = d[d["n_labeled"] == n].set_index(["variant", "seed"])[metric]
         for a, b in PAIRS:
-            if a in at.index.get_level_values(0) and b in at.index.get_level_values(0):
-                diff = (at[a] - at[b]).dropna()
-                if diff.empty:
-                    continue
-                c = GRID_STYLE.get(a, ("0.4",))[0]
-                ax.bar(x, diff.mean(), color=c, alpha=0.35, width=0.7)
-                ax.scatter([x] * len(diff), diff, color=c, zorder=3, s=18)
-                labels.append(f"{a} − {b}\n{n} labels")
-                x += 1
+            diff = seed_difference(at, a, b)
+            if diff is None:
+                continue
+            c = GRID_STYLE.get(a, ("0.4",))[0]
+            ax.bar(x, diff.mean, color=c, alpha=0.35, width=0.7)
+            ax.scatter([x] * diff.n, diff.values, color=c, zorder=3, s=18)
+            labels.append(f"{a} − {b}\n{n} labels")
+            x += 1
     ax.axhline(0, color="k", lw=1)
     ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30, ha="right")
     ax.set(ylabel=f"difference in last-epoch {metric}", title="paired differences, one dot per seed")
@@ -344,7 +343,7 @@ def plot_budget(df: pd.DataFrame, n_labeled=None):
     of the labeled set). Where a semi-supervised curve crosses supervised is where it pays."""
     import matplotlib.pyplot as plt
     from .config import Config
-    from .results import curve_labels
+    from .grid import curve_labels
     n_labeled = curve_labels(df, n_labeled)
     d = df[(df["n_labeled"] == n_labeled) & (df["split_seed"] == Config.split_seed)]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})

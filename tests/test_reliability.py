@@ -220,7 +220,7 @@ def test_resume_from_a_truncated_checkpoint_names_it_and_overwrites_nothing(refe
     data = (out / "last.pt").read_bytes()
     (out / "last.pt").write_bytes(data[: len(data) // 2])
     before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
-    with pytest.raises(ValueError, match=r"last.pt is truncated or unreadable.*best.pt exists"):
+    with pytest.raises(ValueError, match=r"cannot resume: .*last.pt is truncated or not a lion_kit checkpoint.*best.pt exists"):
         train("smoke", out=str(out), workers=0, resume=True, **KW)
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lion_kit import results
+from lion_kit import grid, results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,12 +43,12 @@ def test_table_uses_the_sample_std_leaves_out_failures_and_adds_the_split_row():
 def test_a_paired_difference_uses_shared_seeds_only_and_is_judged_against_its_spread():
     at = pd.Series({("lion", 0): 0.50, ("lion", 1): 0.60, ("lion", 2): 0.55, ("fixmatch", 0): 0.40,
                     ("fixmatch", 1): 0.70, ("supervised", 0): 0.45, ("supervised", 1): 0.52, ("supervised", 2): 0.50})
-    x = results.seed_difference(at, "lion", "fixmatch")  # seed 2 has no FixMatch cell: left out, not guessed
+    x = grid.seed_difference(at, "lion", "fixmatch")  # seed 2 has no FixMatch cell: left out, not guessed
     assert x.n == 2 and x.mean == pytest.approx(0.0) and x.within_spread and str(x) == "+0.000 ± 0.141"
-    y = results.seed_difference(at, "lion", "supervised")  # +0.05, +0.08, +0.05: all three agree in sign
+    y = grid.seed_difference(at, "lion", "supervised")  # +0.05, +0.08, +0.05: all three agree in sign
     assert (y.n, y.agree) == (3, 3) and y.mean == pytest.approx(0.06) and not y.within_spread
-    assert results.seed_difference(at, "lion", "lion-no-ld") is None and results.seed_difference(at, "lion", "lion") is None
-    one = results.seed_difference(at[at.index.get_level_values(1) == 0], "lion", "fixmatch")
+    assert grid.seed_difference(at, "lion", "lion-no-ld") is None and grid.seed_difference(at, "lion", "lion") is None
+    one = grid.seed_difference(at[at.index.get_level_values(1) == 0], "lion", "fixmatch")
     assert str(one) == "+0.100" and not one.within_spread  # one seed has no spread to judge by
 
 
@@ -98,26 +98,50 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
     assert json.loads((keep / "supervised/n100_s0/config.json").read_text())["iters"] == 3
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{results.README_BEGIN}\nold\n{results.README_END}\n\nmore\n")
-    table = ["table", *where, "--set", "epochs=1", "--set", "iters=2", "--readme", str(readme)]
-    r = _cli(*table, "--check")
+    readme.write_text(f"# x\n\n<!-- results table: --keep {keep} --preset smoke --set epochs=1 --set iters=2 -->\nold\n"
+                      "<!-- results table: end -->\n\nmore\n")
+    r = _cli("table", "--readme", str(readme), "--check")
     assert r.returncode == 1 and "results table --readme" in r.stderr
-    assert _cli(*table, "--write").returncode == 0
-    r = _cli(*table, "--check")
+    assert _cli("table", "--readme", str(readme), "--write").returncode == 0
+    r = _cli("table", "--readme", str(readme), "--check")
     assert r.returncode == 0, r.stderr
-    block = results.readme_block(readme)
-    assert block in r.stdout and readme.read_text().endswith("\n\nmore\n")
+    [(options, block)] = results.readme_blocks(readme)
+    assert block == results.block_text(options) and readme.read_text().endswith("\n\nmore\n")
+    only = _cli("table", *where, "--set", "epochs=1", "--set", "iters=2", "--only", "lion")
+    assert "| 100 | lion | 2 |" in only.stdout and "| supervised |" not in only.stdout
     # the cell trained with iters=3 is not what this grid asks for: left out, and said so
     assert "| 100 | supervised | 1 |" in block and "| 100 | lion | 2 |" in block
     assert "1 kept cell(s) ran with another configuration" in r.stderr and "supervised/n100_s0" in r.stderr
     assert (keep / "table.csv").exists() and (keep / "accuracy.png").exists() and (keep / "cells.csv").exists()
 
 
-def test_readme_table_is_what_the_results_command_prints():
-    """README's Results table comes from results/ alone; rebuild it with
-    `python -m lion_kit results table --readme README.md --write` after cells land."""
-    text = results.table_text(results.load(ROOT / results.ROOT))
-    assert results.readme_block(ROOT / "README.md") == text and "Paired per-seed differences" in text
+def test_readme_tables_are_what_the_results_command_prints():
+    """README's tables come from results/ alone, each through the options in its marker; rebuild
+    them with `python -m lion_kit results table --readme README.md --write` after cells land."""
+    blocks = results.readme_blocks(ROOT / "README.md")
+    assert blocks and any("Paired per-seed differences" in b for _, b in blocks)
+    for options, block in blocks:
+        assert block == results.block_text(options), options
+
+
+def test_every_figure_in_the_readme_and_docs_names_the_command_that_makes_it():
+    """A figure is a claim: the line under it names `make demo`, `make results` or a
+    `python -m lion_kit` command, and figures the demo draws are the ones it draws now."""
+    from lion_kit.demo import FIGURES
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    shown = set()
+    for page in pages:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            for path in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", line):
+                target = (page.parent / path).resolve()
+                assert target.is_file(), f"{page.name}: {path} does not exist"
+                shown.add(target)
+                below = lines[i + 1] if i + 1 < len(lines) else ""
+                assert re.search(r"`(make demo|make results|python -m lion_kit [^`]+)`", below), f"{page.name}: {path}"
+    figures = {p.resolve() for p in (ROOT / "docs" / "figures").glob("*.png")}
+    assert figures <= shown, f"figures no page shows (stale?): {sorted(p.name for p in figures - shown)}"
+    assert {p.name for p in figures} <= set(FIGURES)
 
 
 def test_a_kept_cell_missing_a_file_is_an_error_naming_it(tmp_path):
