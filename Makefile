@@ -28,15 +28,20 @@ bench: $(STAMP)
 
 CURVE_CELLS := --variants supervised,fixmatch,lion,lion-no-ld --budgets 400 --seeds 0,1,2 --split-seeds ""
 
-# after cells land in results/: the README's table, the budget curve, docs/experiments.md's run tables
+# after cells land in results/: each grid's table.md and figures, the README's and docs/experiments.md's
+# tables, the budget curve, docs/experiments.md's run tables
 results: $(STAMP)
+	$(PY) -m lion_kit results table >/dev/null
 	$(PY) -m lion_kit results table --readme README.md --write >/dev/null
+	$(PY) -m lion_kit results table --readme docs/experiments.md --write >/dev/null
 	$(PY) -m lion_kit results budget >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-2x --set iters=300 $(CURVE_CELLS) >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-4x --set iters=600 $(CURVE_CELLS) >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-8x --set iters=1200 $(CURVE_CELLS) >/dev/null
 	$(PY) -m lion_kit results table --keep results/synthfer-cpu-noise30 --set label_noise=0.3 $(CURVE_CELLS) >/dev/null
-	$(PY) -c "from lion_kit.results import refresh_runs_blocks; refresh_runs_blocks('docs/experiments.md')"
+	$(PY) -m lion_kit results table --keep results/synthfer-cpu-bf16 --set bf16=true --set channels_last=true >/dev/null
+	$(PY) -m lion_kit results table --keep results/synthfer-paper-visits --preset paper-visits --set bf16=true --set channels_last=true >/dev/null
+	$(PY) -c "from lion_kit.report import refresh_runs_blocks; refresh_runs_blocks('docs/experiments.md')"
 
 clean:
 	rm -rf $(VENV) runs

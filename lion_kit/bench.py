@@ -76,20 +76,18 @@ def _speed(methods, iters, rounds, preset, **overrides) -> dict:
                 loss.backward()
                 tr.opt.step()
 
-            epoch = cfg.relabel_run_epoch  # disambiguation and negative learning both active
-            state = {k: v.clone() for k, v in tr.state.state_dict().items() if torch.is_tensor(v)}
+            tr.method.begin_epoch(tr.map.relabel_run_epoch)  # disambiguation and negative learning both active
 
             def step():
-                tr.step(xb, ub, epoch, 1)
+                tr.step(xb, ub, 1)
 
             def loaded():
-                tr.step(next(lx), next(lu) if lu else None, epoch, 1)
+                tr.step(next(lx), next(lu) if lu else None, 1)
 
             # interleaved rounds, best of each: drift and neighbours' load hit all three alike
             a = b = c = float("inf")
             for _ in range(rounds):
                 a, b, c = min(a, _timeit(floor, iters)), min(b, _timeit(step, iters)), min(c, _timeit(loaded, iters))
-            tr.state.load_state_dict({**state, "relabels": torch.zeros(0, 4, dtype=torch.long)})
             tr.release()
             out[method] = {"images_per_iter": n_img, "floor_ips": n_img / a, "step_ips": n_img / b,
                            "loader_ips": n_img / c, "step_over_floor": b / a, "loader_over_floor": c / a}

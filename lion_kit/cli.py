@@ -64,14 +64,14 @@ def cmd_bench(a):
 
 
 def cmd_results(a):
-    from . import results, sweep
+    from . import report, results, sweep
     from .config import parse_set
     if a.what == "runs":
-        print(results.runs_table(a.keep))
+        print(report.runs_table(a.keep))
         return
     if a.what == "budget":
         roots = a.keep.split(",") if a.keep != "results/synthfer-cpu" else results.CURVE
-        print(results.rebuild_budgets(roots, a.out or "results/budget-curve", a.preset, parse_set(a.set)))
+        print(report.rebuild_budgets(roots, a.out or "results/budget-curve", a.preset, parse_set(a.set)))
         return
     if a.what in ("run", "status"):
         ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
@@ -91,7 +91,7 @@ def cmd_results(a):
                 print(f"  missing: {r['variant']} n={r['n_labeled']} seed={r['seed']} split seed={r['split_seed']}")
             return
     if a.readme:  # each block of the file holds its own options
-        stale = results.refresh_readme(a.readme, write=a.write)
+        stale = report.refresh_readme(a.readme, write=a.write)
         for options in stale:
             print(f"{a.readme}: the block `results table {options}` {'was rebuilt' if a.write else 'is out of date'}",
                   file=sys.stderr)
@@ -99,8 +99,8 @@ def cmd_results(a):
             print(f"rebuild with `python -m lion_kit results table --readme {a.readme} --write`", file=sys.stderr)
             raise SystemExit(1)
         return
-    text = results.rebuild(a.keep, preset=a.preset, overrides=parse_set(a.set))
-    print(results.table_text(results.pick(results.load(a.keep, a.preset, parse_set(a.set)), a.only, a.at))
+    text = report.rebuild(a.keep, preset=a.preset, overrides=parse_set(a.set))
+    print(report.table_text(report.pick(results.load(a.keep, a.preset, parse_set(a.set)), a.only, a.at))
           if a.only or a.at else text)
 
 

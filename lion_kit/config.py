@@ -4,7 +4,7 @@ Precedence: command line > config file (JSON) > preset > dataclass defaults. The
 the paper's constants (spec section 1); presets override a few fields; unknown keys are errors.
 Schedules (tau_e, lambda_n, the relabel epoch) are written in *schedule epochs*: a run of
 `epochs` epochs is mapped onto `schedule_epochs` of them, so a 6-epoch CPU run keeps the shape
-of the paper's 30-epoch schedule (spec section 5).
+of the paper's 30-epoch schedule (spec section 5; mapping.py computes them).
 """
 from __future__ import annotations
 
@@ -208,30 +208,6 @@ class Config:
     def from_run(cls, d: dict) -> "Config":
         """The configuration a run's config.json (or checkpoint) recorded, read back."""
         return cls(**upgrade({k: v for k, v in d.items() if k != "derived"}, "a run's config"))
-
-    def schedule_epoch(self, epoch: int) -> float:
-        """Run epoch (1-based) -> schedule epoch: the mean paper epoch of the block the run epoch
-        stands for. With k = schedule_epochs / epochs the block is paper epochs
-        (epoch-1)k+1 .. epoch*k, whose mean is epoch*k - (k-1)/2; k = 1 gives the paper's own e.
-        (Evaluating at the block's end would bias every short-run epoch late.)"""
-        k = self.schedule_epochs / self.epochs
-        return epoch * k - (k - 1) / 2
-
-    def tau(self, e_sched: float) -> float:
-        """lion's confidence threshold tau_e = 0.8 + 0.01 e at a schedule epoch. It reaches 1.0 at
-        epoch 20 and exceeds it later, so from then on practically no unlabeled face counts as
-        confident: the paper's schedule, reproduced (tau_max bounds it, when set; not in the paper)."""
-        t = self.tau_base + self.tau_step * e_sched
-        return min(t, self.tau_max) if self.tau_max else t
-
-    @property
-    def relabel_run_epoch(self) -> int:
-        """E_r in run epochs: the first run epoch whose block mean (`schedule_epoch`) reaches E_r,
-        the rule τ_e and λ_n follow, so disambiguation covers the paper's share of training (the
-        first epoch whose block merely contains E_r would start it early: 5 of 6 epochs against
-        the paper's 21 of 30). At least the last epoch, so a set E_r always runs."""
-        on = [e for e in range(1, self.epochs + 1) if self.schedule_epoch(e) >= self.relabel_epoch - 1e-9]
-        return on[0] if on else self.epochs
 
 
 PRESETS = {

@@ -1,8 +1,8 @@
 """LION by hand: notebook 00's toy experiments, computed by the kit's own rules.
 
 Every number here comes from the code the trainer runs -- `LionState.disambiguate` and
-`grow_bank`, the losses in `losses.py`, the schedules of `config.py` -- applied to inputs a
-student chooses (a probability vector, a 2-D feature and prototypes). Nothing is re-implemented,
+`grow_bank` (state.py), the losses in `losses.py`, the schedules of `mapping.py` -- applied to
+inputs a student chooses (a probability vector, a 2-D feature and prototypes). Nothing is re-implemented,
 so what the lesson shows is what training does.
 """
 from __future__ import annotations
@@ -12,7 +12,9 @@ import pandas as pd
 import torch
 
 from . import losses as L
+from . import state as S
 from .config import Config, resolve
+from .mapping import RunMapping
 from .labels import CLASSES, NUM_CLASSES as K
 
 
@@ -24,15 +26,15 @@ def as_probs(values) -> torch.Tensor:
     return v / v.sum()
 
 
-def _params(**kw) -> L.LionParams:
-    return L.LionParams(**kw)
+def _params(**kw) -> S.LionParams:
+    return S.LionParams(**kw)
 
 
 def one_visit(probs, label: int, delta_amb: float = 0.5) -> dict:
     """A labeled face with given `label` and model probabilities `probs`, visited once from E_r
     on: is it ambiguous, and which candidate set opens with which weights?"""
     p = as_probs(probs)
-    st = L.LionState(torch.tensor([label]), 0, K, dim=2)
+    st = S.LionState(torch.tensor([label]), 0, K, dim=2)
     d = st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, _params(delta_amb=delta_amb))
     w = st.weights[0]
     return {"label": CLASSES[label], "predicted": CLASSES[int(p.argmax())],
@@ -62,7 +64,7 @@ def visits(probs, label: int, t: float = 0.8, n: int = 600, momentum: float = 0.
     p = as_probs(probs)
     pred = int(p.argmax())
     protos = prototypes_2d()
-    st = L.LionState(torch.tensor([label]), 0, K, dim=2)
+    st = S.LionState(torch.tensor([label]), 0, K, dim=2)
     st.protos = protos.clone()
     f = feature_between(protos, label, pred, t)
     prm = _params(weight_momentum=momentum, proto_temp=temp, collapse_at=collapse_at, relabel_at=relabel_at,
@@ -82,12 +84,11 @@ def visits(probs, label: int, t: float = 0.8, n: int = 600, momentum: float = 0.
 def schedules(preset: str = "cpu") -> pd.DataFrame:
     """tau_e and lambda_n over the paper's 30 epochs, and at each run epoch of `preset` (the
     block mean of the paper epochs it stands for)."""
-    paper, run = Config(), resolve(preset)
-    rows = [{"schedule": "paper", "epoch": e, "paper_epoch": float(e), "tau": paper.tau(e),
-             "lambda_n": L.negative_weight(e, paper.neg_w0, paper.neg_w_step)} for e in range(1, paper.epochs + 1)]
-    rows += [{"schedule": preset, "epoch": e, "paper_epoch": run.schedule_epoch(e), "tau": run.tau(run.schedule_epoch(e)),
-              "lambda_n": L.negative_weight(run.schedule_epoch(e), run.neg_w0, run.neg_w_step)}
-             for e in range(1, run.epochs + 1)]
+    rows = []
+    for name, cfg in (("paper", Config()), (preset, resolve(preset))):
+        m = RunMapping.of(cfg, 1)
+        rows += [{"schedule": name, "epoch": e, "paper_epoch": float(m.schedule_epoch[e - 1]), "tau": m.tau[e - 1],
+                  "lambda_n": m.lambda_n[e - 1]} for e in range(1, cfg.epochs + 1)]
     return pd.DataFrame(rows)
 
 
@@ -97,12 +98,12 @@ def negatives(probs, n_visits: int = 4, delta_neg: float = 0.01, drift: float = 
     visit: the complementary set grown one class per visit (progressive) against every class at
     or below delta_neg at once (no progression), and L_n, L_sn for the progressive set."""
     p = as_probs(probs)
-    st = L.LionState(torch.tensor([0]), 1, K, dim=2)
+    st = S.LionState(torch.tensor([0]), 1, K, dim=2)
     idx, low = torch.tensor([0]), torch.tensor([True])
     rows = []
     for v in range(1, n_visits + 1):
         bank = st.grow_bank(idx, p, low, delta_neg, K - 1, per_visit=1)
-        instant = L.LionState.instant_negatives(p, low, delta_neg)
+        instant = S.LionState.instant_negatives(p, low, delta_neg)
         logits = p.log()  # the strong view of the toy: the same prediction
         rows.append({"visit": v, "top_prob": float(p.max()),
                      "progressive": [CLASSES[c] for c in range(K) if bank[0, c]],

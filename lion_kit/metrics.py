@@ -65,28 +65,38 @@ def selectivity(weights, given, true) -> dict:
             "open_true_weight": float(on_true[opened].mean()) if opened.any() else float("nan")}
 
 
-def epoch_row(t, avg: list, epoch: int, pred) -> dict:
-    """One line of metrics.jsonl: the epoch's mean step statistics (steps.STATS, by name), the
-    classifier rows' norms, the schedules at this epoch, test accuracy (and against the true
-    class where known) and the per-sample state (`state_report`). `t` is the Trainer."""
-    from .losses import negative_weight
-    from .steps import STATS
-    cfg = t.cfg
-    row = {"epoch": epoch, "iteration": epoch * cfg.iters, **dict(zip(STATS, avg))}
+def fixed_labels_report(given, lab_true, n_unlabeled: int, num_classes: int) -> dict:
+    """`state_report`'s columns for a method whose labels never change and that keeps no
+    candidate sets and no negative bank (supervised, FixMatch): what those columns read for it."""
+    row = {"open_sets": 0, "out_of_lx": 0, "relabels": 0, "neg_mean_size": 0.0,
+           "neg_sizes": [n_unlabeled] + [0] * num_classes}
+    if lab_true is None:
+        return row
+    acc = float((given.cpu() == lab_true).float().mean())
+    row.update({"neg_precision": float("nan"), "neg_chance": (num_classes - 1) / num_classes,
+                "label_acc_given": acc, "label_acc_now": acc})
+    row.update(selectivity(np.eye(num_classes, dtype=np.float32)[given.cpu().numpy()], given.cpu().numpy(), np.asarray(lab_true)))
+    row["relabel_precision"] = float("nan")
+    return row
+
+
+def epoch_row(method, stats: dict, epoch: int, iters: int, head_norms, pred, test_targets, test_true, truth_known: bool) -> dict:
+    """One line of metrics.jsonl: the epoch's mean step statistics (methods.STATS -> value), the
+    classifier rows' norms, the method's schedules at this epoch, test accuracy (and against the
+    true class where known) and the method's per-sample state."""
+    row = {"epoch": epoch, "iteration": epoch * iters, **stats}
     # the logits of the L2-normalised head are bounded by these norms: they gate every threshold
-    row["head_norms"] = [round(float(v), 4) for v in t.model.fc.weight.detach().norm(dim=1)]
-    e_s = cfg.schedule_epoch(epoch)
-    row["tau"] = cfg.fixmatch_tau if cfg.method == "fixmatch" else cfg.tau(e_s)
-    row["lambda_n"] = negative_weight(e_s, cfg.neg_w0, cfg.neg_w_step) if cfg.method == "lion" and cfg.negative else 0.0
-    test = classification_report(pred, t.test_ds.targets)
+    row["head_norms"] = [round(float(v), 4) for v in head_norms]
+    row.update(method.schedule_row())
+    test = classification_report(pred, test_targets)
     row["test_acc"], row["test_mca"] = test["acc"], test["mean_class_acc"]
-    if t.test_ds.true_targets is not None:
-        true = classification_report(pred, t.test_ds.true_targets)
+    if test_true is not None:
+        true = classification_report(pred, test_true)
         row["test_acc_true"], row["test_mca_true"] = true["acc"], true["mean_class_acc"]
     right = row.pop("pseudo_right")
-    if t.unl_true is not None and cfg.method != "supervised":
+    if truth_known and method.uses_unlabeled:
         row["pseudo_precision"] = right / row["mask_rate"] if row["mask_rate"] > 0 else float("nan")
-    row.update(state_report(t.state, t.lab_true, t.unl_true))
+    row.update(method.state_row())
     return row
 
 

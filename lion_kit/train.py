@@ -2,8 +2,9 @@
 
 `python -m lion_kit train --method lion --dataset synthfer --preset cpu --n-labeled 400 --out runs/x`
 (also under `torchrun --nproc_per_node=N -m lion_kit train ...`). One iteration follows
-../shared/LION_SPEC.md section 2 (the losses are in steps.py); the run directory is described in
-runs.py. Read `Trainer.train` top to bottom: one epoch is `_train_epoch` then `_end_epoch`.
+../shared/LION_SPEC.md section 2 (each method, its settings and its state are in methods.py); the
+run directory is described in runs.py. Read `Trainer.train` top to bottom: one epoch is
+`_train_epoch` then `_end_epoch`.
 """
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ from .config import Config, resolve
 from .data import IndexedSubset, InfiniteBatchSampler, TwoViews, bgr_quirk, build_data, eval_transform, strong_transform, weak_transform
 from .evaluate import predict_labels
 from .labels import NUM_CLASSES
-from .losses import LionState
 from .mapping import RunMapping, visits
+from .methods import LOSS_TERMS, METHODS, STATS, Batch, RunContext, build
 from .metrics import epoch_row, run_summary
 from .model import EMA, LionNet, load_pretrained
 from .runs import (LOCK_NAME, atomic_link, fault_point, holds_run, load_checkpoint, lock_run_dir, remove_stale_temporaries,
                    save_torch, write_epoch_artifacts, write_json, write_npz)
-from .steps import LOSS_TERMS, STATS, STEPS, Batch
 
 
 class Trainer:
@@ -73,8 +73,7 @@ class Trainer:
         _seed(cfg.seed)  # the same initial model on every rank
         self.train_ds, self.test_ds, self.lab_idx, self.unl_idx = build_data(cfg)
         size, pad = cfg.image_size, cfg.crop_padding
-        script = cfg.lion_rules == "script"  # the script pads the labeled crop with zeros
-        self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad, "constant" if script else "reflect"))
+        self.labeled = IndexedSubset(self.train_ds, self.lab_idx, weak_transform(size, pad, METHODS[cfg.method].labeled_padding(cfg)))
         self.unlabeled = IndexedSubset(self.train_ds, self.unl_idx, TwoViews(weak_transform(size, pad), strong_transform(size, pad)))
         self.test_ds.transform = eval_transform(size)
         self.map = RunMapping.of(cfg, len(self.unl_idx), NUM_CLASSES)  # the short-run mapping, once
@@ -98,12 +97,11 @@ class Trainer:
         true = self.train_ds.true_targets  # known on SynthFER and FERPlus: the per-sample state is checked against it
         self.lab_true, self.unl_true = (None, None) if true is None else (
             torch.as_tensor(np.asarray(true)[self.lab_idx]), torch.as_tensor(np.asarray(true)[self.unl_idx], device=self.device))
-        self.state = LionState(self.labeled.targets, len(self.unl_idx), NUM_CLASSES, 512, self.device,
-                               torch.float64 if script else torch.float32)
-        self.method_step = STEPS[cfg.method]
+        self.method = build(cfg, self.map, RunContext(self.labeled.targets, len(self.unl_idx), self.lab_true, self.unl_true,
+                                                      self.group, self.device, self.ema))
         _seed(cfg.seed + self.rank)  # different dropout and augmentation draws per rank
         self.epoch, self.iter_in_epoch, self.metrics, self.best, self.timing = 0, 0, [], None, []
-        self.hist = {"weights": [], "labels": [], "bank": [], "protos": []}
+        self.hist = {}  # name -> per-epoch snapshots of the method's per-sample state
         self._new_epoch_sums()
         self._stop = None  # the signal that asked the loop to stop, if any
 
@@ -137,10 +135,9 @@ class Trainer:
         cfg, skip = self.cfg, self.iter_in_epoch
         if skip == 0:
             self._new_epoch_sums()
-            if epoch in (1, self.map.relabel_run_epoch):
-                self.state.reset_running_mean()
+        self.method.begin_epoch(epoch, fresh=skip == 0)
         lx = iter(self.loader(self.labeled, cfg.batch_size, 0, skip))
-        lu = iter(self.loader(self.unlabeled, cfg.unlabeled_batch_size, 1, skip)) if cfg.method != "supervised" else None
+        lu = iter(self.loader(self.unlabeled, cfg.unlabeled_batch_size, 1, skip)) if self.method.uses_unlabeled else None
         t0 = time.perf_counter()
         self.model.train()
         bar = progress.bar(range(skip, cfg.iters), off=not self.main, desc=f"{cfg.method} epoch {epoch}/{cfg.epochs}", leave=False)
@@ -148,7 +145,7 @@ class Trainer:
             batch = self._next_batch(lx, lu)
             if batch is None:  # the loader's workers ended with the stop signal
                 break
-            stats = self.step(*batch, epoch, (epoch - 1) * cfg.iters + i + 1)
+            stats = self.step(*batch, (epoch - 1) * cfg.iters + i + 1)
             self._sums += stats
             self._n += 1
             self.iter_in_epoch = i + 1
@@ -176,17 +173,15 @@ class Trainer:
         """Evaluate the EMA model, record the epoch, then write the checkpoint and the artifacts."""
         cfg, n = self.cfg, self._n
         pred = self.predict()
-        row = epoch_row(self, (self._sums / max(n, 1)).tolist(), epoch, pred)
+        row = epoch_row(self.method, dict(zip(STATS, (self._sums / max(n, 1)).tolist())), epoch, cfg.iters, self.model.fc.weight.detach().norm(dim=1),
+                        pred, self.test_ds.targets, self.test_ds.true_targets, self.unl_true is not None)
         self.metrics.append(row)
-        images = cfg.batch_size + (2 * cfg.unlabeled_batch_size if cfg.method != "supervised" else 0)
+        images = cfg.batch_size + (2 * cfg.unlabeled_batch_size if self.method.uses_unlabeled else 0)
         self.timing.append({"epoch": epoch, "seconds": self._seconds, "images_per_s": n * images * self.world / max(self._seconds, 1e-9)})
         self.epoch, self.iter_in_epoch = epoch, 0
-        if cfg.history:
-            st = self.state
-            self.hist["weights"].append(st.weights.half().cpu().numpy())
-            self.hist["labels"].append(st.labels.cpu().numpy().astype(np.int8))
-            self.hist["bank"].append(st.bank.cpu().numpy().copy())  # .cpu() aliases on CPU
-            self.hist["protos"].append(st.protos.cpu().numpy().copy())
+        snap = self.method.snapshot() if cfg.history else None
+        for k, v in (snap or {}).items():
+            self.hist.setdefault(k, []).append(v)
         is_best = self.best is None or row["test_acc"] > self.best["test_acc"]
         if is_best:
             self.best = {"epoch": epoch, "test_acc": row["test_acc"], "test_mca": row["test_mca"]}
@@ -200,20 +195,20 @@ class Trainer:
                   f"neg {row['neg_mean_size']:.2f}", flush=True)
 
     # ---- one iteration
-    def step(self, xb, ub, epoch: int, it: int) -> torch.Tensor:
-        """One iteration: the method's losses (steps.py), then what every method shares: the
+    def step(self, xb, ub, it: int) -> torch.Tensor:
+        """One iteration: the method's losses (methods.py), then what every method shares: the
         Adam step, the extra weight decay, BN averaging across processes and the EMA update.
-        Returns the iteration's statistics (steps.STATS) as one detached tensor."""
+        Returns the iteration's statistics (methods.STATS) as one detached tensor."""
         b = self._to_device(xb, ub)
         with self._autocast():
-            loss, stats = self.method_step(self, b, epoch, it)
+            loss, stats = self.method.step(self.net, b, it)
         terms = torch.stack([getattr(stats, k) for k in LOSS_TERMS])
         if not bool(torch.isfinite(terms).all()):  # before the step: the model stays as it was
             self._nonfinite(it, epoch, terms, b)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        ema_first = self.cfg.lion_rules == "script"  # the script averages the weights before their decay
+        ema_first = self.method.ema_before_decay
         with torch.no_grad():
             self.group.average_(self._buffers)  # BN statistics of each rank's last forward
             if ema_first:
@@ -226,7 +221,7 @@ class Trainer:
     def _to_device(self, xb, ub) -> Batch:
         dev, bgr = self.device, self.cfg.bgr
         put = (lambda v: bgr_quirk(v.to(dev, non_blocking=True))) if bgr else (lambda v: v.to(dev, non_blocking=True))
-        b = Batch(x=put(xb[0]), ix=xb[2].to(dev, non_blocking=True))
+        b = Batch(x=put(xb[0]), y=xb[1].to(dev, non_blocking=True), ix=xb[2].to(dev, non_blocking=True))
         if ub is not None:
             (uw, us), _, iu = ub
             b.uw, b.us, b.iu = put(uw), put(us), iu.to(dev, non_blocking=True)
@@ -239,7 +234,7 @@ class Trainer:
         if self.main:
             save_torch(where, {"iteration": it, "epoch": epoch, "losses": losses, "labeled_positions": b.ix.cpu(),
                                "unlabeled_positions": None if b.iu is None else b.iu.cpu(),
-                               "model": self.model.state_dict(), "state": self.state.state_dict(),
+                               "model": self.model.state_dict(), "state": self.method.state_dict(),
                                "config": dataclasses.asdict(self.cfg)})
         last = f"last.pt (end of epoch {self.epoch})" if (self.out / "last.pt").is_file() else "no checkpoint yet"
         raise FloatingPointError(f"non-finite loss at iteration {it} (epoch {epoch}): {', '.join(bad)}; "
@@ -270,7 +265,7 @@ class Trainer:
         if self.main:
             save_torch(self.out / name, {
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                "state": self.state.state_dict(), "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch,
+                "state": self.method.state_dict(), "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch,
                 "config": dataclasses.asdict(self.cfg), "metrics": self.metrics, "best": self.best,
                 "history": self.hist, "timing": self.timing,
                 "partial": {"sums": self._sums, "n": self._n, "seconds": self._seconds},
@@ -280,7 +275,7 @@ class Trainer:
     def _restore(self, path):
         ck = load_checkpoint(path, dataclasses.asdict(self.cfg), map_location=self.device)
         self.model.load_state_dict(ck["model"]); self.ema.load_state_dict(ck["ema"])
-        self.opt.load_state_dict(ck["opt"]); self.state.load_state_dict(ck["state"])
+        self.opt.load_state_dict(ck["opt"]); self.method.load_state_dict(ck["state"])
         self.epoch, self.iter_in_epoch = ck["epoch"], ck["iter_in_epoch"]
         self.metrics, self.best, self.hist, self.timing = ck["metrics"], ck["best"], ck["history"], ck["timing"]
         self._sums, self._n, self._seconds = ck["partial"]["sums"], ck["partial"]["n"], ck["partial"]["seconds"]
@@ -291,11 +286,11 @@ class Trainer:
 
     def _write_artifacts(self, pred):
         ids, true = self.labeled.ids, self.train_ds.true_targets
-        rows = [f"{it},{i},{ids[i]},{o},{n},{'' if true is None else true[self.lab_idx[i]]}" for it, i, o, n in self.state.relabels]
+        rows = [f"{it},{i},{ids[i]},{o},{n},{'' if true is None else true[self.lab_idx[i]]}" for it, i, o, n in self.method.relabels]
         preds = {"pred": pred, "target": np.asarray(self.test_ds.targets)}
         if self.test_ds.true_targets is not None:
             preds["true"] = np.asarray(self.test_ds.true_targets)
-        write_epoch_artifacts(self.out, self.metrics, self.timing, self.hist if self.cfg.history else None, rows, preds)
+        write_epoch_artifacts(self.out, self.metrics, self.timing, self.hist or None, rows, preds)
 
     def release(self):
         """Let another process use the run directory (also happens when this process exits)."""
@@ -304,11 +299,10 @@ class Trainer:
             self._lock = None
 
     def rank_fingerprints(self) -> list[list[float]]:
-        """Sums of every rank's per-sample state, prototypes, model and EMA; on one process a
+        """Sums of every rank's per-sample state (the method's), model and EMA; on one process a
         single row. Ranks that agree have equal rows."""
-        st = self.state
-        v = torch.stack([st.bank.double().sum(), st.weights.double().sum(), st.labels.double().sum(),
-                         st.protos.double().sum(), sum(p.double().sum() for p in self.model.parameters()),
+        v = torch.stack([*[x.to(self.device) for x in self.method.fingerprint()],
+                         sum(p.double().sum() for p in self.model.parameters()),
                          sum(p.double().sum() for p in self.ema.module.parameters())]).to(self.device)
         return [t.tolist() for t in self.group.gather(v=v[None]).v]
 

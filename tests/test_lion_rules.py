@@ -7,14 +7,15 @@ import torch.nn.functional as F
 
 from lion_kit import losses as L
 from lion_kit import mapping
+from lion_kit import state as S
 from lion_kit.config import Config, resolve
-from lion_kit.mapping import RunMapping
+from lion_kit.mapping import RunMapping, negative_weight, relabel_run_epoch, schedule_epoch, tau
 
 K = 7
 
 
 def params(**kw):
-    return L.LionParams(**kw)  # the paper's values unless given
+    return S.LionParams(**kw)  # the paper's values unless given
 
 
 def probs(*rows):
@@ -22,30 +23,30 @@ def probs(*rows):
 
 
 def test_schedules():
-    assert Config().tau(1) == pytest.approx(0.81)
-    assert Config().tau(20) == pytest.approx(1.0)
-    assert Config().tau(25) > 1.0  # reproduced on purpose: nothing is confident late
-    assert L.negative_weight(0) == pytest.approx(0.24)
-    assert L.negative_weight(10) == pytest.approx(0.09)
-    assert L.negative_weight(16) == 0.0 and L.negative_weight(30) == 0.0
+    assert tau(Config(), 1) == pytest.approx(0.81)
+    assert tau(Config(), 20) == pytest.approx(1.0)
+    assert tau(Config(), 25) > 1.0  # reproduced on purpose: nothing is confident late
+    assert negative_weight(0) == pytest.approx(0.24)
+    assert negative_weight(10) == pytest.approx(0.09)
+    assert negative_weight(16) == 0.0 and negative_weight(30) == 0.0
 
 
 def test_schedule_scaling_keeps_the_paper_shape():
     paper = Config()
-    assert [paper.schedule_epoch(e) for e in (1, 10, 30)] == [1, 10, 30] and paper.relabel_run_epoch == 10
+    assert [schedule_epoch(paper, e) for e in (1, 10, 30)] == [1, 10, 30] and relabel_run_epoch(paper) == 10
     short = Config(epochs=6)  # run epoch e stands for paper epochs 5e-4 .. 5e: their mean is 5e-2
-    assert [short.schedule_epoch(e) for e in range(1, 7)] == pytest.approx([3, 8, 13, 18, 23, 28])
+    assert [schedule_epoch(short, e) for e in range(1, 7)] == pytest.approx([3, 8, 13, 18, 23, 28])
     # E_r follows the same rule: run epoch 2 stands for paper epochs 6-10 (mean 8, before E_r = 10),
     # so disambiguation starts in epoch 3 and covers 4 of 6 epochs, as the paper's covers 21 of 30
-    assert short.relabel_run_epoch == 3
-    assert Config(epochs=6, relabel_epoch=28).relabel_run_epoch == 6 and Config(epochs=6, relabel_epoch=30).relabel_run_epoch == 6
+    assert relabel_run_epoch(short) == 3
+    assert relabel_run_epoch(Config(epochs=6, relabel_epoch=28)) == 6 and relabel_run_epoch(Config(epochs=6, relabel_epoch=30)) == 6
     # tau_e is linear, so the run epoch gets exactly the mean of its block's paper values
-    block = [Config().tau(e) for e in range(6, 11)]
-    assert short.tau(short.schedule_epoch(2)) == pytest.approx(sum(block) / 5)
+    block = [tau(Config(), e) for e in range(6, 11)]
+    assert tau(short, schedule_epoch(short, 2)) == pytest.approx(sum(block) / 5)
     # lambda_n reaches 0 after 37% of the run (paper epoch 16 of 30), not at half of it
-    lam = [L.negative_weight(short.schedule_epoch(e)) for e in range(1, 7)]
+    lam = [negative_weight(schedule_epoch(short, e)) for e in range(1, 7)]
     assert lam == pytest.approx([0.195, 0.12, 0.045, 0, 0, 0])
-    assert Config(epochs=4).relabel_run_epoch == 2  # blocks of 7.5 paper epochs: means 4.25, 11.75, ...
+    assert relabel_run_epoch(Config(epochs=4)) == 2  # blocks of 7.5 paper epochs: means 4.25, 11.75, ...
 
 
 def test_short_run_maps_per_visit_and_per_step_constants():
@@ -86,7 +87,7 @@ def test_short_run_maps_per_visit_and_per_step_constants():
 
 
 def test_ambiguity_opens_a_closed_set_with_model_probabilities():
-    st = L.LionState(torch.tensor([0, 1]), 0, K, 4)
+    st = S.LionState(torch.tensor([0, 1]), 0, K, 4)
     p = probs([0.1, 0.8, 0.02, 0.02, 0.02, 0.02, 0.02],   # y=0, max-p_y = 0.7 > 0.5: ambiguous
               [0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05])    # y=1: clear
     r = st.disambiguate(torch.tensor([0, 1]), p, torch.zeros(2, 4), it=1, cfg=params())
@@ -99,7 +100,7 @@ def test_ambiguity_opens_a_closed_set_with_model_probabilities():
 
 
 def test_open_set_update_follows_prototypes_and_takes_in_prediction():
-    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st = S.LionState(torch.tensor([0]), 0, K, 2)
     st.protos = torch.tensor([[1.0, 0], [0, 1.0], [0.7071, 0.7071], [0, 0], [0, 0], [0, 0], [0, 0]])
     st.weights[0] = torch.tensor([0.6, 0.4, 0, 0, 0, 0, 0])
     f = torch.tensor([[0.0, 1.0]])
@@ -118,7 +119,7 @@ def test_open_set_update_follows_prototypes_and_takes_in_prediction():
 
 
 def test_open_but_clear_sample_keeps_its_weights():
-    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st = S.LionState(torch.tensor([0]), 0, K, 2)
     st.weights[0] = torch.tensor([0.7, 0.3, 0, 0, 0, 0, 0])
     r = st.disambiguate(torch.tensor([0]), probs([0.6, 0.3, 0.02, 0.02, 0.02, 0.02, 0.02]), torch.zeros(1, 2), 1, params())
     assert st.weights[0].tolist() == pytest.approx([0.7, 0.3, 0, 0, 0, 0, 0])
@@ -127,7 +128,7 @@ def test_open_but_clear_sample_keeps_its_weights():
 
 def test_collapse_relabel_and_neutral_protection():
     # opening straight into a collapse: p_yhat / (p_y + p_yhat) = 0.997 >= 0.996 -> relabel
-    st = L.LionState(torch.tensor([0, 4, 6, 2]), 0, K, 2)
+    st = S.LionState(torch.tensor([0, 4, 6, 2]), 0, K, 2)
     p = probs([0.001, 0.997, 0.0005, 0.0005, 0.0005, 0.0005, 0.0005],   # 0 -> 1: relabel
               [0.001, 0.001, 0.001, 0.001, 0.002, 0.001, 0.993],          # 4 -> neutral: protected
               [0.001, 0.001, 0.001, 0.993, 0.001, 0.001, 0.002],          # neutral -> 3: protected
@@ -138,13 +139,13 @@ def test_collapse_relabel_and_neutral_protection():
     assert ((st.weights > 0).sum(1) == 1).all()  # all collapsed to one-hot
     assert r["closed"].all()
     assert st.flush_events() == [(7, 0, 0, 1)]
-    st2 = L.LionState(torch.tensor([4]), 0, K, 2)
+    st2 = S.LionState(torch.tensor([4]), 0, K, 2)
     st2.disambiguate(torch.tensor([0]), p[1:2], torch.zeros(1, 2), 1, params(protect_neutral=False))
     assert st2.labels.tolist() == [6]
 
 
 def test_bank_grows_one_class_per_visit_up_to_k_minus_1_and_never_above_delta():
-    st = L.LionState(torch.tensor([0]), 2, K, 2)
+    st = S.LionState(torch.tensor([0]), 2, K, 2)
     p = probs([0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.979],
               [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.88])  # nothing <= 0.01
     low = torch.tensor([True, True])
@@ -168,7 +169,7 @@ def test_bank_grows_one_class_per_visit_up_to_k_minus_1_and_never_above_delta():
 
 
 def test_bank_grows_several_classes_per_visit_in_a_mapped_short_run():
-    st = L.LionState(torch.tensor([0]), 3, K, 2)
+    st = S.LionState(torch.tensor([0]), 3, K, 2)
     p = probs([0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022],   # three classes <= 0.01
               [0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022],
               [0.004, 0.5, 0.001, 0.45, 0.02, 0.003, 0.022])
@@ -184,7 +185,7 @@ def test_bank_grows_several_classes_per_visit_in_a_mapped_short_run():
 
 def test_instant_negatives_ablation():
     p = probs([0.001, 0.5, 0.005, 0.4, 0.05, 0.02, 0.024])
-    neg = L.LionState.instant_negatives(p, torch.tensor([True]), 0.01)
+    neg = S.LionState.instant_negatives(p, torch.tensor([True]), 0.01)
     assert neg[0].tolist() == [True, False, True, False, False, False, False]
 
 
@@ -220,7 +221,7 @@ def test_losses_by_hand():
 
 def test_prototype_ema_equals_sequential_updates_and_running_mean():
     torch.manual_seed(0)
-    st = L.LionState(torch.tensor([0]), 0, K, 3)
+    st = S.LionState(torch.tensor([0]), 0, K, 3)
     st.protos = torch.randn(K, 3)
     f, y = torch.randn(6, 3), torch.tensor([1, 2, 1, 1, 0, 2])
     use = torch.tensor([True, True, False, True, True, True])
@@ -239,14 +240,14 @@ def test_prototype_ema_equals_sequential_updates_and_running_mean():
 
 
 def test_state_dict_round_trips():
-    st = L.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
+    st = S.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
     st.labels[1] = 5
     st.bank[1, 2] = True
     st.weights[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])
     st.protos = torch.arange(K * 3, dtype=torch.float32).reshape(K, 3)
     st.count = torch.arange(K, dtype=torch.float32)
     st.relabels.append((3, 1, 1, 5))
-    other = L.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
+    other = S.LionState(torch.tensor([0, 1, 2]), 4, K, 3)
     other.load_state_dict(st.state_dict())
     for k in ("labels", "given", "weights", "bank", "protos", "count"):
         assert torch.equal(getattr(other, k), getattr(st, k)), k
@@ -280,7 +281,7 @@ def test_the_candidate_softmax_runs_over_the_candidate_set_only():
     p = probs([0.05, 0.05, 0.84, 0.02, 0.02, 0.01, 0.01])   # y = 0, y_hat = 2: ambiguous
     w0 = torch.tensor([0.6, 0.4, 0, 0, 0, 0, 0])             # open set {0, 1}; 2 joins now
     logits = (f @ protos.t() / 0.1)[0]
-    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st = S.LionState(torch.tensor([0]), 0, K, 2)
     st.protos, st.weights[0] = protos.clone(), w0.clone()
     st.disambiguate(torch.tensor([0]), p, f, 1, params(weight_momentum=0.5))
     cand = torch.tensor([1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
@@ -296,7 +297,7 @@ def test_the_candidate_softmax_runs_over_the_candidate_set_only():
 def test_an_opened_set_is_renormalised_so_a_sure_prediction_relabels_at_once():
     p = probs([0.001, 0.989, 0.002, 0.002, 0.002, 0.002, 0.002])  # y = 0, strongly predicts 1
     # (0.001, 0.989) / 0.990 -> 0.999 >= 0.996: relabelled (the script's raw 0.989 would only close)
-    st = L.LionState(torch.tensor([0]), 0, K, 2)
+    st = S.LionState(torch.tensor([0]), 0, K, 2)
     st.disambiguate(torch.tensor([0]), p, torch.zeros(1, 2), 1, params())
     assert st.labels[0] == 1 and st.flush_events() == [(1, 0, 0, 1)]
 
@@ -324,7 +325,7 @@ def test_each_face_keeps_its_own_bank_row_unlike_the_scripts_mask_indexing():
     rows = low.long()                                    # the script's mask, used as indices: [1, 1, 1]
     script[rows] |= F.one_hot(p.argmin(1), K).bool()    # three faces write into one row
     assert script[[0, 2]].sum() == 0 and script[1].sum() == 1  # faces 0 and 2 have no row; row 1 holds one face's class
-    st = L.LionState(torch.tensor([0]), 3, K, 2)
+    st = S.LionState(torch.tensor([0]), 3, K, 2)
     st.grow_bank(torch.tensor([0, 1, 2]), p, low, 0.01, K - 1)
     assert st.bank.nonzero().tolist() == [[0, 0], [1, 1], [2, 2]]  # each face its own least likely class
 
@@ -343,11 +344,12 @@ class _Net:
 
 
 def _run(epoch, unl_true=None, **cfg_kw):
-    import types as _t
     from lion_kit.distributed import Group
     cfg = resolve("smoke", overrides=dict(epochs=30, schedule_epochs=30, relabel_epoch=10, **cfg_kw))
-    st = L.LionState(torch.tensor([0, 1, 2]), 2, K, 3)
-    st.protos = torch.zeros(K, 3)
+    from lion_kit.methods import Batch, Lion, RunContext
+    lion = Lion(cfg, RunMapping.of(cfg, 2), RunContext([0, 1, 2], 2, None, unl_true, Group(), torch.device("cpu")))
+    st = lion.state
+    st.protos = torch.zeros(K, 3)  # 3-d features here
     big = 12.0
     lx = torch.full((3, K), -big)
     lx[0, 0] = lx[2, 2] = big
@@ -358,11 +360,10 @@ def _run(epoch, unl_true=None, **cfg_kw):
     fu = torch.tensor([[0.0, 0.6, 0.8], [0.8, 0.6, 0.0]])
     ls = torch.zeros(2, K)
     net = _Net({0: (lx, fx), 1: (lu, fu), 2: (ls, fu)})
-    t = _t.SimpleNamespace(cfg=cfg, net=net, state=st, group=Group(), map=RunMapping.of(cfg, 2), unl_true=unl_true)
     key = lambda k, n: torch.full((n, 3, 2, 2), float(k))  # noqa: E731
-    from lion_kit.steps import Batch, lion_step
-    b = Batch(x=key(0, 3), ix=torch.tensor([0, 1, 2]), uw=key(1, 2), us=key(2, 2), iu=torch.tensor([0, 1]))
-    loss, stats = lion_step(t, b, epoch, it=1)
+    b = Batch(x=key(0, 3), y=torch.tensor([0, 1, 2]), ix=torch.tensor([0, 1, 2]), uw=key(1, 2), us=key(2, 2), iu=torch.tensor([0, 1]))
+    lion.begin_epoch(epoch)
+    loss, stats = lion.step(net, b, it=1)
     return st, stats, fx, fu
 
 
@@ -400,30 +401,30 @@ def test_lion_step_prototype_sources_from_the_relabel_epoch():
 def test_running_mean_resets_at_epoch_1_and_the_relabel_epoch(tmp_path, monkeypatch):
     from lion_kit.train import train
     seen = []
-    real = L.LionState.reset_running_mean
+    real = S.LionState.reset_running_mean
 
     def spy(self):
         seen.append(int(self.count.sum()))
         real(self)
 
-    monkeypatch.setattr(L.LionState, "reset_running_mean", spy)
+    monkeypatch.setattr(S.LionState, "reset_running_mean", spy)
     train("smoke", out=str(tmp_path / "r"), workers=0, epochs=3, iters=3, schedule_epochs=3, relabel_epoch=2)
     assert len(seen) == 2 and seen[0] == 0 and seen[1] > 0  # at the start of epoch 1 and of E_r = 2
 
 
 def test_tau_max_bounds_the_threshold_only_when_set():
     paper = resolve("paper", overrides={"pretrained": "none"})
-    assert paper.tau(25) == pytest.approx(1.05)  # the paper's: past 1.0, nothing is confident
+    assert tau(paper, 25) == pytest.approx(1.05)  # the paper's: past 1.0, nothing is confident
     capped = resolve("paper", overrides={"tau_max": 0.95, "pretrained": "none"})
-    assert capped.tau(5) == pytest.approx(0.85) and capped.tau(25) == 0.95
+    assert tau(capped, 5) == pytest.approx(0.85) and tau(capped, 25) == 0.95
 
 
 def test_reclose_returns_a_no_longer_ambiguous_open_set_to_its_label():
     amb = probs([0.1, 0.8, 0.02, 0.02, 0.02, 0.02, 0.02])     # y = 0, ambiguous: opens {0, 1}
     clear = probs([0.7, 0.2, 0.02, 0.02, 0.02, 0.02, 0.02])   # y = 0, clear
     for reclose, want_closed in ((False, False), (True, True)):
-        st = L.LionState(torch.tensor([0]), 0, K, 4)
-        prm = L.LionParams(reclose=reclose)
+        st = S.LionState(torch.tensor([0]), 0, K, 4)
+        prm = S.LionParams(reclose=reclose)
         d = st.disambiguate(torch.tensor([0]), amb, torch.zeros(1, 4), 1, prm)
         assert not d["closed"][0]  # opened
         d = st.disambiguate(torch.tensor([0]), clear, torch.zeros(1, 4), 2, prm)

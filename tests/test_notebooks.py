@@ -101,8 +101,8 @@ def test_04_ablations_grid_and_reuse(tmp_path):
     assert {row["variant"]: row["neg. precision"] for row in r["table"]}["lion-no-nl"] == "–"  # not run: no zero shown
     assert (tmp_path / "results_table.csv").exists() and (tmp_path / "accuracy.png").exists()
     # the budget curve is drawn from the committed grids alone (results/synthfer-cpu and its -Nx siblings)
-    from lion_kit import results as kept_results
-    curve = kept_results.budget_table(kept_results.load_budgets())
+    from lion_kit import report, results as kept_results
+    curve = report.budget_table(kept_results.load_budgets())
     assert r["budget_curve"] == json.loads(curve.to_json(orient="records")) and r["budget_curve"][0]["budget"] == "1×"
     assert (tmp_path / "budget.png").stat().st_size > 10_000
     execute_notebook("04_ablations.ipynb", tmp_path, params, html=False)  # second time: every run reused
@@ -170,7 +170,9 @@ def test_readme_papermill_commands_pass_their_notebooks_parameter_checks():
     for notebook, params in _readme_papermill_commands():
         cells = nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
         defaults = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
-        check = next(c.source for c in cells if "nb.check_params(" in c.source)
+        check = next(c.source for c in cells if "nb.check_params(" in c.source or "nb.lion_run(" in c.source)
+        if "nb.lion_run(" in check:  # 02 and 03 check their parameters inside nb.lion_run, which then trains
+            check = "from lion_kit import nb\nnb.check_params(nb.RUN_PARAMS, globals())"
         tree = ast.parse("\n".join(l for l in check.splitlines() if not l.lstrip().startswith("%")))
         keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) or "check_params" in ast.unparse(n)]
         run_check = compile(ast.Module(keep, []), f"{notebook}: check cell", "exec")

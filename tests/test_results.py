@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lion_kit import grid, results
+from lion_kit import grid, report, results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,15 +27,15 @@ def test_table_uses_the_sample_std_leaves_out_failures_and_adds_the_split_row():
              dict(variant="supervised", n_labeled=400, seed=0, split_seed=5, status="done", acc=0.4, mca=0.3, best_acc=0.45),
              dict(variant="lion", n_labeled=400, seed=0, split_seed=6, status="kept", acc=0.7, mca=0.7, best_acc=0.7),
              dict(variant="lion", n_labeled=400, seed=0, split_seed=7, status="missing")]
-    t = results.table(pd.DataFrame(rows)).set_index("variant")
+    t = report.table(pd.DataFrame(rows)).set_index("variant")
     assert list(t.index) == ["supervised", "lion", "lion, split seeds [5, 6]"]  # baselines first, as VARIANTS orders them
     assert t.loc["lion", "accuracy (last epoch)"] == "0.550 ± 0.071" and t.loc["lion", "runs"] == 2
     assert t.loc["supervised", "accuracy (last epoch)"] == "0.400" and t.loc["supervised", "relabels"] == "–"
     assert t.loc["lion", "best-epoch acc. (paper's protocol)"] == "0.650 ± 0.071"
     assert t.loc["lion, split seeds [5, 6]", "accuracy (last epoch)"] == "0.600 ± 0.141"
-    md = results.markdown(t.reset_index())
+    md = report.markdown(t.reset_index())
     assert md.splitlines()[0].startswith("| variant | labels | runs | accuracy (last epoch)") and len(md.splitlines()) == 5
-    words = results.say_table(pd.DataFrame(rows))  # the other split's cell and the failed one are not in the ranking
+    words = report.say_table(pd.DataFrame(rows))  # the other split's cell and the failed one are not in the ranking
     assert words == ("At 400 labels (1/2 seed(s) per variant), last epoch, best first: lion 0.550, supervised 0.400. "
                      "Read at its best epoch instead: lion 0.650 (+0.100), supervised 0.450 (+0.050).")
 
@@ -56,7 +56,7 @@ def test_a_mechanism_the_variant_does_not_run_shows_a_dash_not_a_zero():
     cells = [dict(variant=v, n_labeled=400, seed=0, split_seed=5, status="kept", acc=0.5, mca=0.5, best_acc=0.5,
                   relabels=0, relabel_precision=float("nan"), neg_precision=float("nan"), neg_mean_size=0.0)
              for v in ("lion", "lion-no-ld", "lion-no-nl", "lion-nl-no-progression")]
-    t = results.table(pd.DataFrame(cells)).set_index("variant")
+    t = report.table(pd.DataFrame(cells)).set_index("variant")
     assert t.loc["lion", "neg. set size"] == "0.0" and t.loc["lion", "relabels"] == "0.0"
     assert t.loc["lion-no-ld", "relabels"] == "–" and t.loc["lion-no-ld", "neg. set size"] == "0.0"
     for v in ("lion-no-nl", "lion-nl-no-progression"):  # no bank: its size is not zero, it is not there
@@ -98,15 +98,17 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
     assert json.loads((keep / "supervised/n100_s0/config.json").read_text())["iters"] == 3
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n<!-- results table: --keep {keep} --preset smoke --set epochs=1 --set iters=2 -->\nold\n"
-                      "<!-- results table: end -->\n\nmore\n")
+    grid_options = f"--keep {keep} --preset smoke --set epochs=1 --set iters=2"
+    readme.write_text(f"# x\n\n<!-- results table: {grid_options} -->\nold\n<!-- results table: end -->\n\n"
+                      f"<!-- results table: {grid_options} --only lion -->\n<!-- results table: end -->\n\nmore\n")
     r = _cli("table", "--readme", str(readme), "--check")
     assert r.returncode == 1 and "results table --readme" in r.stderr
     assert _cli("table", "--readme", str(readme), "--write").returncode == 0
     r = _cli("table", "--readme", str(readme), "--check")
     assert r.returncode == 0, r.stderr
-    [(options, block)] = results.readme_blocks(readme)
-    assert block == results.block_text(options) and readme.read_text().endswith("\n\nmore\n")
+    [(options, block), (lion_options, lion_block)] = report.readme_blocks(readme)  # an empty block is filled too
+    assert block == report.block_text(options) and readme.read_text().endswith("\n\nmore\n")
+    assert lion_options.endswith("--only lion") and "| 100 | lion | 2 |" in lion_block and "| supervised |" not in lion_block
     only = _cli("table", *where, "--set", "epochs=1", "--set", "iters=2", "--only", "lion")
     assert "| 100 | lion | 2 |" in only.stdout and "| supervised |" not in only.stdout
     # the cell trained with iters=3 is not what this grid asks for: left out, and said so
@@ -116,12 +118,13 @@ def test_cells_are_kept_small_reused_on_a_fresh_machine_and_rebuild_the_readme_t
 
 
 def test_readme_tables_are_what_the_results_command_prints():
-    """README's tables come from results/ alone, each through the options in its marker; rebuild
-    them with `python -m lion_kit results table --readme README.md --write` after cells land."""
-    blocks = results.readme_blocks(ROOT / "README.md")
-    assert blocks and any("Paired per-seed differences" in b for _, b in blocks)
-    for options, block in blocks:
-        assert block == results.block_text(options), options
+    """README's and docs/experiments.md's tables come from results/ alone, each through the options
+    in its marker; `make results` rebuilds them after cells land."""
+    for page in ("README.md", "docs/experiments.md"):
+        blocks = report.readme_blocks(ROOT / page)
+        assert blocks and any("Paired per-seed differences" in b for _, b in blocks), page
+        for options, block in blocks:
+            assert block == report.block_text(options), (page, options)
 
 
 def test_every_figure_in_the_readme_and_docs_names_the_command_that_makes_it():
@@ -168,11 +171,10 @@ def test_mechanisms_reads_the_bank_where_lambda_n_reaches_zero():
 def test_docs_run_tables_are_what_the_results_runs_command_prints():
     """Every table in docs/experiments.md marked `<!-- runs: FOLDER: begin -->` is exactly what
     `python -m lion_kit results runs --keep FOLDER` prints from the committed small files."""
-    text = (ROOT / "docs" / "experiments.md").read_text()
-    blocks = re.findall(r"<!-- runs: (\S+): begin -->\n(.*?)\n<!-- runs: \1: end -->", text, flags=re.S)
+    blocks = report.runs_blocks(ROOT / "docs" / "experiments.md")
     assert blocks, "docs/experiments.md has no run tables"
     for folder, block in blocks:
-        assert block.strip() == results.runs_table(ROOT / folder), folder
+        assert block == report.runs_table(ROOT / folder), folder
 
 
 def test_budget_curve_joins_grids_of_different_lengths_and_pairs_by_seed(tmp_path):
@@ -193,13 +195,13 @@ def test_budget_curve_joins_grids_of_different_lengths_and_pairs_by_seed(tmp_pat
     df = pd.read_csv(out / "cells.csv")
     assert sorted(zip(df["budget"], df["variant"], df["iterations"])) == [
         (1.0, "lion", 6), (1.0, "supervised", 6), (2.0, "lion", 12), (2.0, "supervised", 12)]
-    t = results.budget_table(df).set_index(["budget", "variant"])
+    t = report.budget_table(df).set_index(["budget", "variant"])
     for b in (1.0, 2.0):
         at = df[df["budget"] == b].set_index("variant")
         assert t.loc[(f"{b:g}×", "lion"), "− supervised"] == f"{at.loc['lion', 'acc'] - at.loc['supervised', 'acc']:+.3f}"
         assert t.loc[(f"{b:g}×", "supervised"), "mask rate peak / last"] == "–"
         assert t.loc[(f"{b:g}×", "lion"), "open sets"] == f"{at.loc['lion', 'open_sets']:.0f}"
-    assert r.stdout.strip() == (out / "table.md").read_text().strip() == results.budget_text(df)
+    assert r.stdout.strip() == (out / "table.md").read_text().strip() == report.budget_text(df)
     assert (out / "budget.png").stat().st_size > 10_000
     # a grid whose cells disagree on the length is not one point of the curve
     shutil.copytree(Path(roots[1]) / "lion", Path(roots[0]) / "lion-no-ld")
@@ -210,7 +212,7 @@ def test_budget_curve_joins_grids_of_different_lengths_and_pairs_by_seed(tmp_pat
 def test_committed_budget_curve_is_what_the_results_budget_command_prints():
     """results/budget-curve/table.md is rebuilt by `python -m lion_kit results budget` from the
     committed grids (results/synthfer-cpu and its -2x/-4x/-8x siblings)."""
-    text = results.budget_text(results.load_budgets([ROOT / r for r in results.CURVE]))
+    text = report.budget_text(results.load_budgets([ROOT / r for r in results.CURVE]))
     assert (ROOT / "results" / "budget-curve" / "table.md").read_text().strip() == text
 
 

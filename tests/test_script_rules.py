@@ -3,8 +3,6 @@ re-implementation of the script's loops (tests/script_reference.py) over many ra
 across E_r, and rule by rule on hand-computed cases."""
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,9 +11,8 @@ import script_reference as ref
 from lion_kit import script_rules as S
 from lion_kit.config import resolve
 from lion_kit.distributed import Group
-from lion_kit.losses import LionState
 from lion_kit.mapping import RunMapping
-from lion_kit.steps import Batch, lion_losses
+from lion_kit.methods import Batch, Lion, RunContext
 
 K = 7
 
@@ -25,9 +22,9 @@ def _run(n_l=40, n_u=30, dim=16, batch=8, epochs=4, relabel_epoch=2, **over):
                                       "relabel_epoch": relabel_epoch, "batch_size": batch, "unlabeled_batch_size": batch,
                                       **over})
     labels = torch.arange(n_l) % K
-    st = LionState(labels, n_u, K, dim, "cpu", S.WEIGHTS_DTYPE)
-    t = types.SimpleNamespace(cfg=cfg, state=st, group=Group(), map=RunMapping.of(cfg, n_u), unl_true=None, ema=None)
-    return t, ref.ScriptState(labels.tolist(), n_u, dim)
+    lion = Lion(cfg, RunMapping.of(cfg, n_u), RunContext(labels.tolist(), n_u, None, None, Group(), torch.device("cpu")))
+    lion.state.protos = torch.zeros(K, dim)  # the features of these tests are dim-dimensional
+    return cfg, lion, ref.ScriptState(labels.tolist(), n_u, dim)
 
 
 def _logits(g, n, scales=(0.3, 2.0, 6.0, 12.0, 40.0, 150.0)):
@@ -41,14 +38,14 @@ def _feats(g, n, dim):
 
 
 def test_script_rules_match_a_loop_by_loop_reimplementation_of_the_script_across_E_r():
-    t, r = _run()
-    cfg, st = t.cfg, t.state
-    assert t.map.relabel_run_epoch == 2 and t.map.weight_momentum == 0.99 and t.map.max_negatives == K
+    cfg, lion, r = _run()
+    st = lion.state
+    m = lion.mapping
+    assert m.relabel_run_epoch == 2 and m.weight_momentum == 0.99 and m.max_negatives == K and lion.script
     g = torch.Generator().manual_seed(3)
     it, seen = 0, {"amb": 0, "raw_open": 0, "relabel_er": 0, "relabel_after": 0, "saturated": 0, "bank": 0}
     for epoch in range(1, cfg.epochs + 1):
-        if epoch in (1, t.map.relabel_run_epoch):
-            st.reset_running_mean()
+        lion.begin_epoch(epoch)  # the running means start afresh at epochs 1 and E_r
         r.new_epoch()
         for _ in range(40):
             it += 1
@@ -56,9 +53,9 @@ def test_script_rules_match_a_loop_by_loop_reimplementation_of_the_script_across
             ix, iu = torch.randperm(40, generator=g)[:B], torch.randperm(30, generator=g)[:B]
             lx, lu, ls = _logits(g, B), _logits(g, B), _logits(g, B)
             fx, fu = _feats(g, B, 16), _feats(g, B, 16)
-            b = Batch(x=torch.zeros(B, 1), ix=ix, iu=iu)
+            b = Batch(x=torch.zeros(B, 1), y=st.labels[ix], ix=ix, iu=iu)
             n_rel = len(r.relabels)
-            _, stats = lion_losses(t, b, epoch, it, lx, fx, lu, fu, ls)
+            _, stats = lion.losses(b, it, lx, fx, lu, fu, ls)
             want = ref.iteration(r, epoch, 2, it, lx, fx, ix, lu, fu, ls, iu)
             # per-sample state: discrete parts exactly; weights to float32 rounding of the prototype
             # logits (the kit's batched f @ mu sums in another order than the script's per-class mm)
@@ -193,19 +190,20 @@ def test_the_shared_row_may_fill_all_K_classes_and_a_batch_without_low_faces_lea
 
 
 def test_the_relabelling_iteration_trains_on_the_old_label_and_the_next_on_the_new():
-    t, _ = _run(n_l=7, batch=2)
-    st = t.state
+    _, lion, _ = _run(n_l=7, batch=2)
+    st = lion.state
     ix = torch.tensor([1, 0])
     lx = torch.tensor([[0.0, -20, -20, 9.0, -20, -20, -20], [9.0, 0, 0, 0, 0, 0, 0]])  # face 1: p_3 > 0.996
     fx = F.normalize(torch.ones(2, 16), dim=1)
     lu = torch.zeros(2, K)
-    b = Batch(x=torch.zeros(2, 1), ix=ix, iu=torch.tensor([0, 1]))
-    _, stats = lion_losses(t, b, 2, 1, lx, fx, lu, fx, lu)  # E_r
+    b = Batch(x=torch.zeros(2, 1), y=st.labels[ix], ix=ix, iu=torch.tensor([0, 1]))
+    lion.begin_epoch(2)  # E_r
+    _, stats = lion.losses(b, 1, lx, fx, lu, fx, lu)
     assert st.labels[1] == 3 and st.flush_events() == [(1, 1, 1, 3)]
     # face 1 sits at position 0, so its row was normalised before the test: one-hot on 3, in L_x with label 1
     ce_old = F.cross_entropy(lx, torch.tensor([1, 0]))
     torch.testing.assert_close(stats.loss_x, ce_old)
-    _, stats = lion_losses(t, b, 2, 2, lx, fx, lu, fx, lu)
+    _, stats = lion.losses(b, 2, lx, fx, lu, fx, lu)
     torch.testing.assert_close(stats.loss_x, F.cross_entropy(lx, torch.tensor([3, 0])))
 
 
