@@ -204,7 +204,7 @@ class Trainer:
             loss, stats = self.method.step(self.net, b, it)
         terms = torch.stack([getattr(stats, k) for k in LOSS_TERMS])
         if not bool(torch.isfinite(terms).all()):  # before the step: the model stays as it was
-            self._nonfinite(it, epoch, terms, b)
+            self._nonfinite(it, self.epoch + 1, terms, b)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

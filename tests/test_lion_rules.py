@@ -75,7 +75,7 @@ def test_short_run_maps_per_visit_and_per_step_constants():
     # 4,000: 9.0 per visit would fill a set of K - 1 = 6 in one visit; capped at 3, it takes two or more
     assert cpu.negatives_per_visit == 3
     assert RunMapping.of(cpu_cfg, 100).negatives_per_visit == 1 and RunMapping.of(cpu_cfg, 10**6).negatives_per_visit == 3
-    assert RunMapping.of(resolve("cpu", overrides={"negatives_per_visit": 6}), 4000).negatives_per_visit == 6  # the old mapping
+    assert RunMapping.of(resolve("cpu", overrides={"negatives_per_visit": 6}), 4000).negatives_per_visit == 6  # set by hand: taken as given, not mapped
     # the decay: the run's 900 steps shrink the model as much as the paper's 24,000 (x0.787)
     assert cpu.decay_factor ** (6 * 150) == pytest.approx((1 - 0.02 * 5e-4) ** (30 * 800), rel=1e-9)
     assert cpu.decay_factor ** (6 * 150) == pytest.approx(0.787, abs=1e-3)
