@@ -41,6 +41,38 @@ def test_torch_pins_admit_the_local_wheels():
 
 # ---------------------------------------------------------------- labels
 
+def test_the_package_has_no_import_cycle():
+    """Every import between lion_kit's modules, lazy ones inside functions included, points one
+    way: a module can be read without first reading the ones that import it."""
+    import ast
+    mods = {p.stem: p for p in (ROOT / "lion_kit").glob("*.py")}
+    deps = {}
+    for name, path in mods.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lion_kit"):
+                parts = node.module.split(".")
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lion_kit.")}
+        deps[name] = found & set(mods) - {name}
+    state = {}  # depth-first search: 1 on the current path, 2 done
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(deps[m]):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join(path + [d])
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+    for m in sorted(mods):
+        if m not in state:
+            visit(m, [m])
+    assert deps["viz"].isdisjoint({"results", "report"}) and deps["gridplots"].isdisjoint({"results", "report"})
+
+
 def test_label_orders_map_onto_rafdb():
     assert labels.CLASSES[3] == "happiness" and labels.NEUTRAL == 6
     fer = labels.fer2013_to_canonical()
